@@ -1,0 +1,1 @@
+"""The built-in variant plugins; each registers through the `cmnist_zoo` entry-point group like any third party's."""

@@ -1,0 +1,5 @@
+"""One error type that the CLI turns into a single clear line and a non-zero exit."""
+
+
+class ZooError(Exception):
+    """A problem the user can fix: the message says what was wrong, where, and what to do."""

@@ -1,0 +1,98 @@
+"""Honest test-set figures for a run, beside PCA with as many components as the code and an all-black prediction.
+
+These images are mostly black, so raw MSE flatters any model: NMSE divides it by the MSE of predicting all black,
+which is what a useful model must beat by a wide margin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from cmnist_zoo.runs import EVAL, load_run, write_json
+from cmnist_zoo.splits import make_split
+from cmnist_zoo.training import as_batch, load_run_data
+
+BATCH = 512
+_EPS = 1e-6
+
+
+def image_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """MSE, NMSE, BCE (mean per pixel) and SSIM of [N, 64, 64] predictions in [0, 1] against targets in [0, 1]."""
+    mse = float(np.mean((predictions - targets) ** 2))
+    black = float(np.mean(targets ** 2))
+    p = np.clip(predictions, _EPS, 1 - _EPS)
+    bce = float(-np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p)))
+    ssim = float(np.mean([structural_similarity(t, q, data_range=1.0) for t, q in zip(targets, predictions)]))
+    return {"mse": mse, "nmse": mse / black, "bce": bce, "ssim": ssim}
+
+
+def pca_reconstruct(train: np.ndarray, test: np.ndarray, components: int, seed: int = 0) -> np.ndarray:
+    """Fit PCA with `components` axes on the training images and reconstruct the test images, clipped to [0, 1]."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(train.reshape(len(train), -1))
+    mean = x.mean(0)
+    components = min(components, *x.shape)
+    _, _, v = torch.pca_lowrank(x, q=min(components + 16, *x.shape), center=True, niter=6)
+    axes = v[:, :components]
+    t = torch.from_numpy(test.reshape(len(test), -1)) - mean
+    recon = t @ axes @ axes.T + mean
+    return recon.clamp(0, 1).reshape(test.shape).numpy()
+
+
+@torch.no_grad()
+def reconstruct_all(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), BATCH):
+        x = as_batch(torch.from_numpy(images[start:start + BATCH]), torch.device("cpu"))
+        y = torch.from_numpy(labels[start:start + BATCH])
+        out.append(model.reconstruct(x, y)[:, 0].numpy())
+    return np.concatenate(out)
+
+
+def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Evaluate a run's best weights on its test split and write eval.json beside them."""
+    run = load_run(run_dir)
+    dataset = load_run_data(run.config, data, quiet)
+    split = make_split(dataset, run.config["train"]["split"], run.config["train"]["seed"])
+    test = dataset.images[split.test].astype(np.float32) / 255.0
+    train = dataset.images[split.train].astype(np.float32) / 255.0
+    model_metrics = image_metrics(test, reconstruct_all(run.model, dataset.images[split.test],
+                                                        dataset.labels[split.test]))
+    extra = getattr(run.model, "evaluation_metrics", None)
+    if extra is not None:
+        model_metrics.update(extra(torch.from_numpy(test[:, None]), torch.from_numpy(dataset.labels[split.test])))
+    k = run.model.latent_dim
+    pca_metrics = image_metrics(test, pca_reconstruct(train, test, k, run.config["train"]["seed"]))
+    black_metrics = image_metrics(test, np.zeros_like(test))
+    report = {
+        "run": str(run.directory),
+        "variant": run.variant,
+        "data": {"source": dataset.source, "hash": dataset.source_hash},
+        "split": run.config["train"]["split"],
+        "test_images": int(len(split.test)),
+        "model": model_metrics,
+        f"pca_{k}": pca_metrics,
+        "all_black": black_metrics,
+        "nmse_ratio_to_pca": model_metrics["nmse"] / pca_metrics["nmse"],
+    }
+    write_json(Path(run_dir) / EVAL, report)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The figures as a small Markdown table."""
+    rows = [(report["variant"], report["model"])]
+    rows += [(key.replace("_", "-").upper() if key.startswith("pca") else "all black", report[key])
+             for key in report if key.startswith("pca_") or key == "all_black"]
+    lines = [f"test images: {report['test_images']} ({report['split']} split, data {report['data']['source']})", "",
+             "| model | MSE | NMSE | BCE | SSIM |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {m['mse']:.5f} | {m['nmse']:.4f} | {m['bce']:.4f} | {m['ssim']:.4f} |" for name, m in rows]
+    extra = {k: v for k, v in report["model"].items() if k not in {"mse", "nmse", "bce", "ssim"}}
+    lines += ["", f"NMSE / PCA NMSE: {report['nmse_ratio_to_pca']:.3f}"]
+    lines += [f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines)

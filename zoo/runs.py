@@ -1,0 +1,89 @@
+"""The run directory: what a training run writes, and loading it back with clear errors when something is off.
+
+Weights and checkpoints are safetensors (never pickles); settings and metrics are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cmnist_zoo.errors import ZooError
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+RUN_FORMAT = "cmnist-zoo-run/1"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file under the real name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8"))
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config.json of a run, checked to be one of ours."""
+    from cmnist_zoo.config import read_json_file
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ZooError(f"run directory {run_dir} does not exist")
+    if not (run_dir / CONFIG).exists():
+        raise ZooError(f"{run_dir} is not a complete run: {CONFIG} is missing")
+    config = read_json_file(run_dir / CONFIG, "run config")
+    if config.get("format") != RUN_FORMAT or "variant" not in config:
+        raise ZooError(f"{run_dir / CONFIG} is not a cmnist-zoo run config (format {config.get('format')!r})")
+    return config
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with the settings it was trained with."""
+
+    directory: Path
+    config: dict[str, Any]
+    model: Any  # an Autoencoder
+
+    @property
+    def variant(self) -> str:
+        return self.config["variant"]
+
+
+def load_run(run_dir: Path, weights: str = MODEL, device: str = "cpu") -> LoadedRun:
+    """Rebuild a run's model from its config and load its weights, refusing weights of another variant."""
+    from cmnist_zoo.checkpoints import load_weights
+    from cmnist_zoo.models import build_model
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if not (run_dir / weights).exists():
+        raise ZooError(f"{run_dir} is not a complete run: {weights} is missing (train it, or resume it with "
+                       f"`zoo train --resume {run_dir}`)")
+    model, _ = build_model(config["variant"], config.get("model", {}), where=str(run_dir / CONFIG))
+    load_weights(model, run_dir / weights, config["variant"])
+    model.to(device).eval()
+    return LoadedRun(run_dir, config, model)

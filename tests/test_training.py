@@ -1,0 +1,161 @@
+"""Training, resuming and evaluating through the one interface every variant shares."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from cmnist_zoo import training
+from cmnist_zoo.cli import cli
+from cmnist_zoo.runs import CHECKPOINT, CONFIG, EVAL, METRICS, MODEL, read_metrics
+
+from conftest import TINY
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_a_run_directory_holds_everything_promised(concrete_run):
+    for name in (CONFIG, MODEL, CHECKPOINT, METRICS, "reconstructions.png", "loss.png"):
+        assert (concrete_run / name).stat().st_size > 0, name
+    config = json.loads((concrete_run / CONFIG).read_text())
+    assert config["variant"] == "concrete"
+    assert config["data"]["source"] == TINY and config["data"]["hash"]
+    assert config["split"]["kind"] == "writer" and config["split"]["test_writers"]
+    assert config["model"]["code_dim"] == 64 and config["train"]["seed"] == 0
+    assert {"torch", "cmnist_zoo", "python"} <= set(config["versions"])
+    assert [m["epoch"] for m in read_metrics(concrete_run)] == [1]
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--set", "epoch=3"], "unknown setting 'epoch'"),
+    (["--set", "model.code_dims=8"], "unknown setting 'code_dims'"),
+    (["--set", "model.loss=l1"], "model settings (variant 'concrete'): loss"),
+    (["--lr", "-1"], "lr"),
+    (["--batch-size", "0"], "batch_size"),
+    (["--set", "device=tpu"], "device"),
+])
+def test_config_mistakes_are_refused_naming_the_field(tmp_path, args, named):
+    result = run_cli("train", "concrete", "--data", TINY, "--out", tmp_path / "run", *args)
+    assert result.exit_code != 0
+    assert named in result.output
+    assert not (tmp_path / "run").exists(), "nothing is created for a refused config"
+
+
+def test_config_file_is_read_and_checked(tmp_path):
+    config = tmp_path / "settings.json"
+    config.write_text('{"epochs": 1, "model": {"code_dim": 8, "widths": [8, 8, 8]}, "batch_sise": 3}')
+    result = run_cli("train", "concrete", "--data", TINY, "--config", config, "--out", tmp_path / "run")
+    assert result.exit_code != 0 and "unknown setting 'batch_sise'" in result.output
+    config.write_text("{not json")
+    result = run_cli("train", "concrete", "--data", TINY, "--config", config)
+    assert result.exit_code != 0 and "not valid JSON" in result.output
+
+
+def test_unknown_variant_and_wrong_data_path_are_one_line_errors(tmp_path):
+    result = run_cli("train", "nope", "--data", TINY)
+    assert result.exit_code != 0 and "unknown variant 'nope'" in result.output
+    result = run_cli("train", "concrete", "--data", tmp_path / "missing.zip", "--out", tmp_path / "r")
+    assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_existing_run_is_never_overwritten(concrete_run):
+    before = (concrete_run / MODEL).read_bytes()
+    result = run_cli("train", "concrete", "--data", TINY, "--out", concrete_run)
+    assert result.exit_code != 0 and "already holds a run" in result.output
+    assert (concrete_run / MODEL).read_bytes() == before
+
+
+def _small(epochs):
+    return {"epochs": epochs, "batch_size": 64}, {"code_dim": 8, "widths": [8, 8, 8]}
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    train_values, model_values = _small(3)
+    training.start("concrete", TINY, train_values, model_values, tmp_path / "whole", quiet=True).fit()
+
+    trainer = training.start("concrete", TINY, train_values, model_values, tmp_path / "cut", quiet=True)
+
+    def ctrl_c(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    trainer.on_epoch_end.append(ctrl_c)
+    with pytest.raises(training.TrainingInterrupted, match="epoch 1 is saved"):
+        trainer.fit()
+    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [1]
+    result = run_cli("train", "--resume", tmp_path / "cut", "--quiet")
+    assert result.exit_code == 0, result.output
+
+    for name in (MODEL, CHECKPOINT):
+        whole, cut = load_file(tmp_path / "whole" / name), load_file(tmp_path / "cut" / name)
+        assert whole.keys() == cut.keys()
+        for key in whole:
+            assert (whole[key] == cut[key]).all(), f"{name}:{key} differs after resuming"
+    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [1, 2, 3]
+
+
+def test_resume_refuses_new_settings_and_finished_runs(concrete_run):
+    result = run_cli("train", "concrete", "--resume", concrete_run)
+    assert result.exit_code != 0 and "only --data, --epochs" in result.output
+    result = run_cli("train", "--resume", concrete_run)
+    assert result.exit_code != 0 and "already finished" in result.output
+
+
+def test_evaluate_reports_the_model_beside_pca_and_all_black(concrete_run):
+    result = run_cli("evaluate", concrete_run, "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((concrete_run / EVAL).read_text())
+    for row in ("model", "pca_64", "all_black"):
+        assert set(report[row]) >= {"mse", "nmse", "bce", "ssim"}
+    assert report["all_black"]["nmse"] == pytest.approx(1.0)
+    assert 0 < report["pca_64"]["nmse"] < 1, "PCA-64 beats an all-black guess"
+    assert report["test_images"] == 150
+    assert "| PCA-64 |" in result.output
+
+
+def test_weights_from_another_run_of_other_settings_or_variant_are_refused(concrete_run, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(concrete_run, other)
+    config = json.loads((other / CONFIG).read_text())
+    config["model"]["code_dim"] = 16
+    (other / CONFIG).write_text(json.dumps(config))
+    result = run_cli("evaluate", other)
+    assert result.exit_code != 0 and "does not fit a 'concrete' model" in result.output
+    config["variant"] = "nope"
+    (other / CONFIG).write_text(json.dumps(config))
+    result = run_cli("evaluate", other)
+    assert result.exit_code != 0 and "unknown variant 'nope'" in result.output
+
+
+def test_incomplete_run_directory_is_explained(concrete_run, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(concrete_run, partial)
+    (partial / MODEL).unlink()
+    result = run_cli("evaluate", partial)
+    assert result.exit_code != 0 and "model.safetensors is missing" in result.output
+    result = run_cli("evaluate", tmp_path)
+    assert result.exit_code != 0 and "config.json is missing" in result.output
+
+
+def test_evaluating_against_different_data_is_refused(concrete_run):
+    result = run_cli("evaluate", concrete_run, "--data", "synthetic:5")
+    assert result.exit_code != 0 and "differs from the data this run was trained on" in result.output
+
+
+def test_real_data_smoke_run(real_data, tmp_path):
+    trainer = training.start("concrete", real_data, {"epochs": 1, "batch_size": 128}, {}, tmp_path / "real",
+                             quiet=True)
+    trainer.fit()
+    result = run_cli("evaluate", tmp_path / "real", "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "real" / EVAL).read_text())
+    assert report["test_images"] == 2250
+    assert report["model"]["nmse"] < 1.0, "even a short run must beat an all-black guess"

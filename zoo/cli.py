@@ -72,10 +72,20 @@ def list_command(schema: bool, pattern: str):
                    f"{failure.reason}", err=True)
 
 
+def _type_name(annotation) -> str:
+    from typing import Literal, get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return "|".join(str(a) for a in get_args(annotation))
+    if get_origin(annotation) is not None:
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def _schema_lines(config_class) -> str:
     lines = []
     for name, field in config_class.model_fields.items():
-        kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        kind = _type_name(field.annotation)
         lines.append(f"    model.{name}: {kind} = {field.default!r}  {field.description or ''}".rstrip())
     return "\n".join(lines) or "    (no settings)"
 

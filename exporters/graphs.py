@@ -1,14 +1,16 @@
 """The two graphs an export holds, written once for every variant through the Autoencoder interface.
 
 Nothing random goes inside a graph: the decoder maps latents to images and the encoder returns `model.encode`, the
-mean for probabilistic encoders; the runtime draws any noise itself. The graphs are traced with the torch.export-based
-exporter (`torch.onnx.export(dynamo=True)`, the default of torch >= 2.9; the TorchScript one is deprecated there) with
-the batch dimension declared dynamic; the export then proves it at several batch sizes (see parity.py).
+mean for probabilistic encoders; the runtime draws any noise itself. The graphs are made by torch.onnx.export with
+the batch dimension declared dynamic (see EXPORTERS for which exporter and why); the export then proves the batch
+free by running the saved file at several batch sizes (see parity.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import io
 import logging
 import warnings
 
@@ -84,20 +86,54 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def to_onnx(model, part: str, opset: int, variant: str) -> onnx.ModelProto:
-    """The part of a model as an fp32 ONNX graph with a dynamic batch dimension."""
-    graph = graph_for(model, part)
-    inputs = example_inputs(model, part)
+def fixed_batch(graph: onnx.ModelProto) -> list[str]:
+    """The inputs and outputs whose batch dimension the graph fixes to a number."""
+    return [value.name for value in [*graph.graph.input, *graph.graph.output]
+            if value.type.tensor_type.shape.dim[0].HasField("dim_value")]
+
+
+def _torch_export(graph: nn.Module, inputs: dict[str, torch.Tensor], output: str, opset: int) -> onnx.ModelProto:
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    forward_args = ("latent" if part == "decoder" else "image", "label")
-    dynamic_shapes = {arg: {0: batch} for arg, _ in zip(forward_args, inputs)}
-    try:
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(graph, tuple(inputs.values()), dynamo=True, opset_version=opset,
-                                        input_names=list(inputs), output_names=[output_name(part)],
-                                        dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
-    except Exception as exc:  # torch.export raises many kinds; each means "this model cannot be traced as it is"
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ZooError(f"could not export the {part} of variant {variant!r} to ONNX opset {opset}: "
-                       f"{type(exc).__name__}: {detail[:300]}") from None
-    return program.model_proto
+    dynamic_shapes = {arg: {0: batch} for arg in list(inspect.signature(graph.forward).parameters)[:len(inputs)]}
+    # exported here rather than by torch.onnx.export, whose fallbacks would quietly fix the batch instead of failing
+    program = torch.export.export(graph, tuple(inputs.values()), dynamic_shapes=dynamic_shapes, strict=False)
+    return torch.onnx.export(program, (), dynamo=True, opset_version=opset, input_names=list(inputs),
+                             output_names=[output], optimize=True, verbose=False).model_proto
+
+
+def _torchscript_export(graph: nn.Module, inputs: dict[str, torch.Tensor], output: str,
+                        opset: int) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    torch.onnx.export(graph, tuple(inputs.values()), buffer, dynamo=False, opset_version=opset,
+                      input_names=list(inputs), output_names=[output],
+                      dynamic_axes={name: {0: "batch"} for name in [*inputs, output]})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+# The TorchScript tracer first (torch.onnx.export(dynamo=False)): with torch 2.13 it keeps the batch free for every
+# built-in variant and takes under a second, where the torch.export-based exporter takes 4-17 s a graph here and
+# fixes the batch of `cvae` (whose code turns the batch size into a Python number with len(x), which torch.export
+# specialises but a trace never records). The tracer is deprecated in torch 2.13, so torch.export is the fallback for
+# the day it goes or for models it cannot trace. Whichever made the graph, parity proves its batch free.
+EXPORTERS = {"torchscript": _torchscript_export, "torch.export": _torch_export}
+
+
+def to_onnx(model, part: str, opset: int, variant: str) -> tuple[onnx.ModelProto, str]:
+    """The part of a model as an fp32 ONNX graph with a dynamic batch dimension, and the exporter that made it."""
+    graph, inputs, output = graph_for(model, part), example_inputs(model, part), output_name(part)
+    failures = []
+    for name, export in EXPORTERS.items():
+        try:
+            with _quiet_exporter(), torch.no_grad():
+                exported = export(graph, inputs, output, opset)
+        except Exception as exc:  # the exporters raise many kinds; each means "not this way"
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            failures.append(f"{name}: {type(exc).__name__}: {detail[:300]}")
+            continue
+        fixed = fixed_batch(exported)
+        if not fixed:
+            return exported, name
+        failures.append(f"{name} fixed the batch of {', '.join(fixed)} to {EXAMPLE_BATCH} (does the model turn the "
+                        "batch size into a Python number, e.g. with len(x)? x.shape[0] keeps it free)")
+    raise ZooError(f"could not export the {part} of variant {variant!r} to ONNX opset {opset} with a free batch "
+                   f"dimension: {'; '.join(failures)}")

@@ -1,13 +1,17 @@
 """fp16 and int8 versions of an exported fp32 graph; both keep float32 inputs and outputs, so callers see no change.
 
 fp16 stores weights and computes in half precision (onnxruntime inserts casts where the CPU lacks fp16 kernels).
-int8 is static per-channel quantization in QDQ form, calibrated (min-max) on inputs the model really sees: codes
-of training images for a decoder, training images for an encoder.
+int8 is static per-channel quantization in QDQ form, calibrated on inputs the model really sees: codes of training
+images for a decoder, training images for an encoder. The activation ranges are set by percentile (99.999 %) rather
+than min-max: on `concrete` after 10 epochs on the real data (AVX2 CPU, 256 test images), NMSE grew by +1.6 % (decoder)
+and +2.8 % (encoder) against +4.0 % and +9.6 % with min-max. Entropy calibration matched min-max; reduce_range or
+uint8 weights (with min-max) helped the decoder a little (+2.5 %) but not the encoder (+12 %, +9.4 %).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -41,27 +45,29 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
-    """The quantizer logs through the root logger, which would otherwise install a handler for the whole process."""
+def _quiet_quantizer():
+    """The quantizer logs through the root logger (which would install a handler for the whole process) and its
+    percentile calibrator prints its progress; neither is for a zoo user."""
     root = logging.getLogger()
     handler, level = logging.NullHandler(), root.level
     root.addHandler(handler)
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
 
 
 def to_int8(model: onnx.ModelProto, calibration: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
-    with tempfile.TemporaryDirectory(prefix="zoo-int8-") as work, _quiet_root_logger():
+    with tempfile.TemporaryDirectory(prefix="zoo-int8-") as work, _quiet_quantizer():
         source, prepared, quantized = (Path(work) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         onnx.save(model, source)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantized), BatchReader(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.Percentile)
         return onnx.load(quantized)
 
 

@@ -17,8 +17,9 @@ This module imports only numpy, onnxruntime and the standard library, so another
     mean_image = decoder.decode(z, labels=[8])           # float32 [1, 64, 64] in [0, 1]; 8 is the code of 七
 
 Labels are the data set's class codes 1..15 or their characters (零 ... 亿), as everywhere in the zoo; the graph
-itself takes class indices 0..14. Latents for `sample` come from `draw_latents`, which the PyTorch side of the zoo
-uses as well, so both give the same images for the same seed.
+itself takes class indices 0..14. Latents for `sample` come from `draw_latents` (`seeded_normal`: splitmix64 and
+Box-Muller, simple enough to repeat exactly in another language): a PyTorch sampler or the web page of
+`zoo export --web` that draws them the same way gets the same images for the same seed.
 """
 
 from __future__ import annotations
@@ -34,16 +35,51 @@ import onnxruntime as ort
 FORMAT = "cmnist-zoo-onnx/1"
 LATENT_INPUT, LABEL_INPUT, IMAGE_INPUT = "latent", "label", "image"
 IMAGE_OUTPUT, CODE_OUTPUT = "image", "code"
-STANDARD_NORMAL = "standard_normal"
+# How `sample` draws latents, as the export recorded it: from N(0, I), the prior of the zoo's generative variants;
+# from a diagonal Gaussian fitted to the codes of the training images (models without a prior, as `zoo sample`
+# does for them); or not at all (a prior of another kind, which this runtime cannot draw from).
+STANDARD_NORMAL, FITTED_GAUSSIAN = "standard_normal", "fitted_gaussian"
 
 
 class RuntimeInputError(ValueError):
     """A file or an input this runtime cannot use; the message says which and what would work."""
 
 
+_MASK64 = (1 << 64) - 1
+_GOLDEN_GAMMA, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(seed: int, counters: np.ndarray) -> np.ndarray:
+    """Output number `counters` (0, 1, ...) of the splitmix64 generator started at `seed`, as uint64."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic is meant to wrap
+        z = np.uint64(seed & _MASK64) + (counters.astype(np.uint64) + np.uint64(1)) * _GOLDEN_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        return z ^ (z >> np.uint64(31))
+
+
+def seeded_normal(n: int, d: int, seed: int) -> np.ndarray:
+    """Standard normal float32 [n, d] from `seed`, defined so that other languages can repeat it exactly.
+
+    Element k (row-major) takes outputs 2k and 2k+1 of splitmix64 started at seed mod 2**64, as
+    u1 = ((x0 >> 11) + 1) / 2**53 in (0, 1] and u2 = (x1 >> 11) / 2**53 in [0, 1), and is
+    sqrt(-2 * log(u1)) * cos(2 * pi * u2) computed in float64, then rounded to float32 (exporters/web/app.js has
+    the JavaScript twin). numpy's default_rng would be better statistics but cannot be repeated in a web page.
+    """
+    counters = np.arange(2 * n * d, dtype=np.uint64)
+    words = splitmix64(int(seed), counters) >> np.uint64(11)
+    u1 = (words[0::2].astype(np.float64) + 1.0) * 2.0 ** -53
+    u2 = words[1::2].astype(np.float64) * 2.0 ** -53
+    normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return normal.astype(np.float32).reshape(n, d)
+
+
 def draw_latents(n: int, latent_dim: int, seed: int | None = None) -> np.ndarray:
-    """Standard normal latents [n, latent_dim], the one draw shared by this runtime and the PyTorch sampler."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+    """Standard normal latents [n, latent_dim], the one draw shared by this runtime, the PyTorch sampler and the
+    web page; without a seed, a fresh one from the operating system."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    return seeded_normal(n, latent_dim, seed)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -57,32 +93,37 @@ def default_providers() -> list[str]:
 
 
 def cpu_threads() -> int:
-    """Intra-op threads for the CPU provider: one per core, at most four.
+    """Intra-op threads for the CPU provider: one, measured to be the better choice at both batch sizes.
 
-    Measured on a 2-core machine shared with a training run (benchmarks/decoder_speed.py, the `concrete` decoder,
-    median of runs, 1 vs 2 threads; 2 is onnxruntime's default there):
-        batch 1:   1 thread 0.39 ms, 2 threads 0.53 ms
-        batch 256: 1 thread 110 ms,  2 threads 250 ms
+    benchmarks/decoder_speed.py --threads 1,2 on the 2-core machine this was written on, shared with a training run
+    (the `concrete` decoder, median ms per call; 2 threads is what onnxruntime picks there by itself):
+        load average ~5:  batch 1: 1 thread 0.39, 2 threads 0.53;   batch 256: 1 thread 110, 2 threads 250
+        load average ~9:  batch 1: 1 thread 0.63, 2 threads 0.82;   batch 256: 1 thread 349, 2 threads 687
+    A second thread only waits for a core the host application (or anyone else) is using; one thread also leaves
+    the embedding application its cores. Pass `threads=` to `Decoder` on a machine with cores to spare for large
+    batches (not measured here).
     """
-    return max(1, min(4, os.cpu_count() or 1))
+    return 1
 
 
-def session_options() -> ort.SessionOptions:
+def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = cpu_threads()
+    options.intra_op_num_threads = threads or cpu_threads()
     options.inter_op_num_threads = 1  # these graphs are one chain of layers: nothing runs side by side
-    options.log_severity_level = 3  # warnings about unused initializers are not the user's concern
+    options.log_severity_level = 4  # errors reach the caller as exceptions; the log would only repeat them
     return options
 
 
-def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime session for any ONNX file, with a clear error for a file that is missing or not ONNX."""
     path = Path(path)
     if not path.is_file():
         raise RuntimeInputError(f"{path} does not exist")
+    options, providers = session_options(threads), list(providers or default_providers())
     try:
-        return ort.InferenceSession(str(path), session_options(), providers=list(providers or default_providers()))
+        return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind classes; all mean "cannot load this file"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuntimeInputError(f"{path} is not an ONNX model onnxruntime can load ({detail[:200]})") from None
@@ -103,19 +144,25 @@ def read_metadata(session: ort.InferenceSession, path: str | os.PathLike, part: 
 class Decoder:
     """An exported decoder: latents (and labels, for conditional variants) in, images in [0, 1] out."""
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None):
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None):
         self.path = Path(path)
-        self.session = open_session(self.path, providers)
-        self.metadata = read_metadata(self.session, self.path, "decoder")
-        meta = self.metadata
-        self.variant = meta["variant"]
-        self.precision = meta["precision"]
-        self.latent_dim = int(meta["latent_dim"])
-        self.num_classes = int(meta["num_classes"])
-        self.image_shape = tuple(json.loads(meta["image_shape"]))
-        self.class_codes: tuple[int, ...] = tuple(json.loads(meta.get("class_codes", "[]")))
-        self.characters: tuple[str, ...] = tuple(json.loads(meta.get("class_characters", "[]")))
-        self.prior = meta.get("prior", "none")
+        self.session = open_session(self.path, providers, threads)
+        self.metadata = meta = read_metadata(self.session, self.path, "decoder")
+        try:
+            self.variant = meta["variant"]
+            self.precision = meta["precision"]
+            self.latent_dim = int(meta["latent_dim"])
+            self.num_classes = int(meta["num_classes"])
+            self.image_shape = tuple(json.loads(meta["image_shape"]))
+            self.class_codes: tuple[int, ...] = tuple(json.loads(meta.get("class_codes", "[]")))
+            self.characters: tuple[str, ...] = tuple(json.loads(meta.get("class_characters", "[]")))
+            self.prior = meta.get("prior", "none")
+            if self.prior == FITTED_GAUSSIAN:
+                self._prior_mean = np.array(json.loads(meta["prior_mean"]), np.float32)
+                self._prior_std = np.array(json.loads(meta["prior_std"]), np.float32)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RuntimeInputError(f"{self.path}: its cmnist-zoo metadata is incomplete or damaged "
+                                    f"({type(exc).__name__}: {exc})") from None
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     @property
@@ -165,17 +212,24 @@ class Decoder:
         (images,) = self.session.run([IMAGE_OUTPUT], feed)
         return images.reshape(len(latents), *self.image_shape[1:]) if self.image_shape[0] == 1 else images
 
+    def prior_latents(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n latents [n, latent_dim] from the model's prior (or the Gaussian fitted in its place), drawn with `seed`."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise RuntimeInputError(f"n must be a whole number of images, 0 or more; got {n!r}")
+        if self.prior not in (STANDARD_NORMAL, FITTED_GAUSSIAN):
+            raise RuntimeInputError(f"the {self.variant} model's prior ({self.prior}) is not one this runtime can "
+                                    "draw from; decode latents of your own with decode()")
+        latents = draw_latents(int(n), self.latent_dim, seed)
+        if self.prior == FITTED_GAUSSIAN:
+            latents = self._prior_mean + self._prior_std * latents
+        return latents
+
     def sample(self, n: int, label: int | str | None = None, seed: int | None = None) -> np.ndarray:
-        """n images uint8 [n, H, W] from standard normal latents drawn with `seed`.
+        """n images uint8 [n, H, W] from latents of the prior drawn with `seed` (see `prior_latents`).
 
         A conditional decoder without a label cycles through its classes (image i gets class i mod num_classes).
         """
-        if self.prior != STANDARD_NORMAL:
-            raise RuntimeInputError(f"the {self.variant} model has no standard normal prior to sample from; "
-                                    "decode latents of your own with decode()")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise RuntimeInputError(f"n must be a whole number of images, 0 or more; got {n!r}")
-        latents = draw_latents(int(n), self.latent_dim, seed)
+        latents = self.prior_latents(n, seed)
         if label is not None:
             labels = [label] * n
         elif self.conditional:

@@ -19,7 +19,7 @@ from cmnist_zoo.plugins.backbone import conv_decoder, conv_encoder, feature_size
 
 LOG_2PI = math.log(2 * math.pi)
 IW_SAMPLES = 64
-IW_DECODES_PER_BATCH = 1024  # images decoded at once by the importance-weighted bound
+IW_DECODES_PER_BATCH = 512  # images decoded at once by the importance-weighted bound
 
 
 def standard_normal(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
@@ -86,17 +86,20 @@ class GaussianCodeAutoencoder(Autoencoder):
         seed makes the figures repeatable.
         """
         generator = torch.Generator().manual_seed(0)
+        self.to(memory_format=torch.channels_last)  # as in training: the transposed convolutions run ~1.5x faster
         like = next(self.parameters())
         per_batch = max(1, IW_DECODES_PER_BATCH // IW_SAMPLES)
         reconstruction = kl = nll = 0.0
         for start in range(0, len(images), per_batch):
-            x = images[start:start + per_batch].to(like)
+            x = images[start:start + per_batch].to(like).contiguous(memory_format=torch.channels_last)
             y = labels[start:start + per_batch].to(like.device)
             mean, logvar = self.posterior(x, y)
             noise = standard_normal((IW_SAMPLES, *mean.shape), generator, mean)
             codes = mean + (0.5 * logvar).exp() * noise  # [k, B, D]
             logits = self.decode(codes.flatten(0, 1), y.repeat(IW_SAMPLES))
-            log_px = bernoulli_log_likelihood(logits, x.repeat(IW_SAMPLES, 1, 1, 1)).view(IW_SAMPLES, len(x))
+            targets = x.reshape(1, len(x), -1).expand(IW_SAMPLES, -1, -1)
+            log_px = -F.binary_cross_entropy_with_logits(logits.reshape(targets.shape), targets,
+                                                         reduction="none").sum(-1)  # [k, B]
             log_prior = -0.5 * (codes.pow(2) + LOG_2PI).sum(-1)
             log_posterior = -0.5 * (noise.pow(2) + LOG_2PI + logvar).sum(-1)
             log_weights = log_px + log_prior - log_posterior

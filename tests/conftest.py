@@ -56,6 +56,16 @@ def concrete_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vae_run(tmp_path_factory) -> Path:
+    return train_tiny("vae", tmp_path_factory.mktemp("runs") / "vae")
+
+
+@pytest.fixture(scope="session")
+def cvae_run(tmp_path_factory) -> Path:
+    return train_tiny("cvae", tmp_path_factory.mktemp("runs") / "cvae")
+
+
+@pytest.fixture(scope="session")
 def real_data() -> str:
     """The real Chinese MNIST, from ZOO_TEST_DATA; tests that need it are skipped with a reason without it."""
     path = os.environ.get("ZOO_TEST_DATA")

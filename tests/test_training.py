@@ -154,7 +154,7 @@ def test_real_data_smoke_run(real_data, tmp_path):
     trainer = training.start("concrete", real_data, {"epochs": 1, "batch_size": 128}, {}, tmp_path / "real",
                              quiet=True)
     trainer.fit()
-    result = run_cli("evaluate", tmp_path / "real", "--quiet")
+    result = run_cli("evaluate", tmp_path / "real", "--quiet", "--no-classifier")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "real" / EVAL).read_text())
     assert report["test_images"] == 2250

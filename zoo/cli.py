@@ -94,8 +94,9 @@ def _schema_lines(config_class) -> str:
 @click.argument("variant", required=False)
 @DATA_OPTION
 @click.option("--epochs", type=int, help="Passes over the training images [20].")
-@click.option("--batch-size", type=int, help="Images per step [128].")
-@click.option("--lr", type=float, help="Adam learning rate [1e-3].")
+@click.option("--batch-size", type=int, help="Images per step [64].")
+@click.option("--lr", type=float,
+              help="Peak Adam learning rate [2e-3]; it falls to 0 on a cosine unless --set schedule=constant.")
 @click.option("--seed", type=int, help="Seeds the split, the weights and the batch order [0].")
 @click.option("--split", type=click.Choice(["writer", "image"]),
               help="writer: 70/15/15 of the writers [default]; image: the study's random 70/30 of the images.")
@@ -146,16 +147,114 @@ def train(variant, data, epochs, batch_size, lr, seed, split, device, out, confi
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @DATA_OPTION
 @click.option("--quiet", is_flag=True, help="Print nothing but the table.")
-def evaluate(run_dir, data, quiet):
+@click.option("--no-classifier", is_flag=True,
+              help="Skip the reference classifier's figures (it is trained once per data set and split, then cached).")
+def evaluate(run_dir, data, quiet, no_classifier):
     """Evaluate RUN_DIR on its test images; print the figures and write RUN_DIR/eval.json.
 
     Reports MSE, NMSE (MSE over that of an all-black prediction), BCE and SSIM, for the model and for PCA with as
-    many components as the model's code, fitted on the same training images.
+    many components as the model's code, fitted on the same training images. A reference classifier trained on the
+    training writers then says how many reconstructions it still recognises and, for models that can sample, how far
+    their samples are from the test images (Fréchet distance in its feature space) and, for conditional models, how
+    many show the character asked for.
     """
     from cmnist_zoo.evaluation import evaluate_run, format_report
 
-    report = evaluate_run(run_dir, data, quiet)
+    report = evaluate_run(run_dir, data, quiet, classifier=not no_classifier)
     click.echo(format_report(report))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--onnx", "onnx_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Draw from a decoder exported by `zoo export` instead of a run, with onnxruntime (no PyTorch).")
+@click.option("--n", "count", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Images to draw; for a conditional model without --label, images of each character.")
+@click.option("--label", metavar="CHAR|CODE", help="Draw this character (七, or its code 8); conditional models only.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the codes: the same seed gives the same images.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
+              help="Where to write the grid [RUN_DIR/samples-{all|codeN}-seedS.png; with --onnx, beside FILE].")
+@DATA_OPTION
+def sample(run_dir, onnx_file, count, label, seed, out, data):
+    """Draw new images from RUN_DIR's model: from its prior (of the chosen character for conditional models; without
+    --label, one row per character).
+
+    A model without a prior is sampled from a diagonal Gaussian fitted to the codes of its training images (which
+    needs its data, from where it was trained or from --data); a line on stderr says so. With --onnx FILE instead of
+    RUN_DIR, an exported decoder draws them (a model without a prior then uses the Gaussian stored in the file).
+    """
+    if (run_dir is None) == (onnx_file is None):
+        raise ZooError("give either RUN_DIR or --onnx FILE (an exported decoder), not both or neither")
+    if onnx_file is not None:
+        if data:
+            raise ZooError("--data is not used with --onnx: an exported decoder carries all it needs")
+        from cmnist_zoo.exporters.onnx_sampling import sample_onnx
+
+        path, samples = sample_onnx(onnx_file, count, label, seed, out)
+    else:
+        from cmnist_zoo.sampling import sample_run
+
+        path, samples = sample_run(run_dir, count, label, seed, out, data)
+    if samples.note:
+        click.echo(samples.note, err=True)
+    click.echo(f"wrote {path}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Folder for the files [RUN_DIR/export].")
+@click.option("--parts", default="decoder,encoder", show_default=True, help="Graphs to export, comma-separated.")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="fp32, fp16 or int8, or several comma-separated; fp16 and int8 are judged by the quality they keep.")
+@click.option("--opset", type=int, help="ONNX opset version, 13 or more [18].")
+@click.option("--batch-sizes", default="1,7,256", show_default=True,
+              help="Batch sizes each graph must run at and agree with PyTorch at.")
+@DATA_OPTION
+@click.option("--quiet", is_flag=True, help="Print only the files written.")
+@click.option("--web", "web_dir", type=click.Path(path_type=Path, file_okay=False), metavar="OUT_DIR",
+              help="Write a static web page that draws with the fp32 decoder instead (RUN_DIR may then be an "
+                   "exported decoder.onnx).")
+def export(run_dir, out, parts, precisions, opset, batch_sizes, data, quiet, web_dir):
+    """Export RUN_DIR's decoder and encoder as self-contained ONNX files, each kept only once it matches PyTorch.
+
+    The decoder maps latents (and the class index, for conditional models) to images in [0, 1]; the encoder maps
+    images to codes (the mean, for VAEs). Each file passes the ONNX checker and shape inference, then runs at every
+    batch size against PyTorch on random inputs and on the run's test images; the figures go beside it, in
+    PART[.PRECISION].parity.json. A file that fails is not kept under its name, and the command exits non-zero.
+
+    With --web OUT_DIR: the page, the decoder (the run's passing export reused, else exported) and onnxruntime-web
+    (installed by `npm ci --prefix web` in the repository) go to OUT_DIR; any static file server can serve it.
+    """
+    from cmnist_zoo.exporters.export import DEFAULT_OPSET, export_run
+    from cmnist_zoo.exporters.parity import summarize
+
+    def comma_list(text: str) -> list[str]:
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    try:
+        sizes = [int(size) for size in comma_list(batch_sizes)]
+    except ValueError:
+        raise ZooError(f"--batch-sizes {batch_sizes!r}: give whole numbers separated by commas, e.g. 1,7,256") \
+            from None
+    if web_dir is not None:
+        from cmnist_zoo.exporters.web import export_web
+
+        source_of = click.get_current_context().get_parameter_source
+        clashing = [flag for flag, name in (("--out", "out"), ("--parts", "parts"), ("--precision", "precisions"))
+                    if source_of(name) is click.core.ParameterSource.COMMANDLINE]
+        if clashing:
+            raise ZooError(f"--web writes the fp32 decoder and its page; {', '.join(clashing)} cannot go with it")
+        bundle = export_web(run_dir, web_dir, DEFAULT_OPSET if opset is None else opset, data, sizes, quiet)
+        click.echo(str(bundle.folder) if quiet else f"wrote the web page to {bundle.folder} (decoder: "
+                                                    f"{bundle.origin}); serve it with `python -m http.server -d "
+                                                    f"{bundle.folder}` and open http://localhost:8000/")
+        return
+    exported = export_run(run_dir, out, comma_list(parts), comma_list(precisions),
+                          DEFAULT_OPSET if opset is None else opset, data, sizes, quiet)
+    for item in exported:
+        click.echo(str(item.path) if quiet else f"wrote {item.path}  ({summarize(item.report)}; figures in "
+                                                 f"{item.report_path.name})")
 
 
 def main():

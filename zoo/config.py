@@ -23,8 +23,10 @@ class TrainSettings(StrictModel):
     """How a variant is trained; the same for every variant."""
 
     epochs: int = Field(20, ge=1, le=10_000, description="passes over the training images")
-    batch_size: int = Field(128, ge=1, le=65_536, description="images per optimiser step")
-    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate")
+    batch_size: int = Field(64, ge=1, le=65_536, description="images per optimiser step")
+    lr: float = Field(2e-3, gt=0, le=1.0, description="peak Adam learning rate")
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="cosine: the learning rate falls from lr to 0 over the run; constant: it stays at lr")
     seed: int = Field(0, ge=0, description="seeds the split, the initial weights and the batch order")
     split: Literal["writer", "image"] = Field(
         "writer", description="'writer': 70/15/15 of the writers; 'image': the study's random 70/30 of the images")

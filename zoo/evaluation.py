@@ -54,20 +54,25 @@ def reconstruct_all(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray
     return np.concatenate(out)
 
 
-def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Evaluate a run's best weights on its test split and write eval.json beside them."""
+def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False, classifier: bool = True
+                 ) -> dict[str, Any]:
+    """Evaluate a run's best weights on its test split and write eval.json beside them.
+
+    With `classifier`, the reference classifier of the run's data and split (trained once, then cached) also judges
+    the reconstructions and, for models that can sample, the samples; see cmnist_zoo.classifier."""
     run = load_run(run_dir)
     dataset = load_run_data(run.config, data, quiet)
     split = make_split(dataset, run.config["train"]["split"], run.config["train"]["seed"])
     test = dataset.images[split.test].astype(np.float32) / 255.0
     train = dataset.images[split.train].astype(np.float32) / 255.0
-    model_metrics = image_metrics(test, reconstruct_all(run.model, dataset.images[split.test],
-                                                        dataset.labels[split.test]))
+    reconstructions = reconstruct_all(run.model, dataset.images[split.test], dataset.labels[split.test])
+    model_metrics = image_metrics(test, reconstructions)
     extra = getattr(run.model, "evaluation_metrics", None)
     if extra is not None:
         model_metrics.update(extra(torch.from_numpy(test[:, None]), torch.from_numpy(dataset.labels[split.test])))
     k = run.model.latent_dim
-    pca_metrics = image_metrics(test, pca_reconstruct(train, test, k, run.config["train"]["seed"]))
+    pca_reconstructions = pca_reconstruct(train, test, k, run.config["train"]["seed"])
+    pca_metrics = image_metrics(test, pca_reconstructions)
     black_metrics = image_metrics(test, np.zeros_like(test))
     report = {
         "run": str(run.directory),
@@ -80,6 +85,14 @@ def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False) ->
         "all_black": black_metrics,
         "nmse_ratio_to_pca": model_metrics["nmse"] / pca_metrics["nmse"],
     }
+    if classifier:
+        from cmnist_zoo.classifier import get_classifier, judge_model
+        from cmnist_zoo.sampling import fit_training_codes
+
+        reference = get_classifier(dataset, split, quiet=quiet)
+        judged = {"reconstruction": reconstructions, f"pca_{k}": pca_reconstructions, "all_black": np.zeros_like(test)}
+        report["classifier"] = judge_model(reference, run.model, dataset.images[split.test],
+                                           dataset.labels[split.test], judged, lambda: fit_training_codes(run, data))
     write_json(Path(run_dir) / EVAL, report)
     return report
 
@@ -95,4 +108,22 @@ def format_report(report: dict[str, Any]) -> str:
     extra = {k: v for k, v in report["model"].items() if k not in {"mse", "nmse", "bce", "ssim"}}
     lines += ["", f"NMSE / PCA NMSE: {report['nmse_ratio_to_pca']:.3f}"]
     lines += [f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}" for key, value in extra.items()]
+    if "classifier" in report:
+        lines += ["", *_classifier_lines(report["classifier"])]
     return "\n".join(lines)
+
+
+def _classifier_lines(figures: dict[str, Any]) -> list[str]:
+    recognised = ", ".join(f"{key[:-len('_accuracy')].replace('_', ' ').replace('pca ', 'PCA-')} {value:.1%}"
+                           for key, value in figures.items()
+                           if key.endswith("_accuracy") and key not in {"test_accuracy", "sample_accuracy"})
+    lines = [f"reference classifier (trained on {figures['trained_on_images']} images of the training writers): "
+             f"{figures['test_accuracy']:.1%} right on the real test images",
+             f"recognised by it: {recognised}"]
+    if isinstance(figures["samples"], str):
+        return lines + [f"samples: {figures['samples']}"]
+    asked = (f"{figures['sample_accuracy']:.1%} recognised as the character asked for; "
+             if "sample_accuracy" in figures else "")
+    sampler = "" if figures["sampler"] == "prior" else f"; {figures['sampler']}"
+    return lines + [f"samples ({figures['samples']}{sampler}): {asked}Fréchet distance to the test images "
+                    f"{figures['frechet_distance']:.2f} (training images: {figures['frechet_train_to_test']:.2f})"]

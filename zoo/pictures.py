@@ -156,6 +156,18 @@ def _encode_all(model, dataset, indices: np.ndarray, batch: int = 512) -> np.nda
     return np.concatenate(codes)
 
 
+def interpolation_ends(dataset, indices: np.ndarray) -> tuple[int, int]:
+    """Positions in `indices` of two test images to interpolate between: the first, and another character by another
+    writer when there is one (else another character); the middle image is often the first's character again."""
+    first = 0
+    other_code = dataset.codes[indices] != dataset.codes[indices[first]]
+    other_writer = dataset.suites[indices] != dataset.suites[indices[first]]
+    for candidates in (np.flatnonzero(other_code & other_writer), np.flatnonzero(other_code)):
+        if len(candidates):
+            return first, int(candidates[len(candidates) // 2])
+    return first, len(indices) // 2
+
+
 def write_sample_pictures(run_dir: Path, model, variant: str, dataset, split, codes: np.ndarray) -> None:
     """For models with a prior: a grid of new samples (a row per character when conditional) and an interpolation
     between the codes of two test images. Raises NoPriorError for models without a prior."""
@@ -172,8 +184,8 @@ def write_sample_pictures(run_dir: Path, model, variant: str, dataset, split, co
         z = model.sample_codes(per_row * 6, generator)
         images, row_titles = model.generate(z)[:, 0].numpy(), None
     save_grid(run_dir / SAMPLES, images, per_row, f"{variant}: samples from the prior", row_titles)
-    a, b = split.test[0], split.test[len(split.test) // 2]
-    ia, ib = np.flatnonzero(split.test == a)[0], np.flatnonzero(split.test == b)[0]
+    ia, ib = interpolation_ends(dataset, split.test)
+    a, b = split.test[ia], split.test[ib]
     steps = torch.linspace(0, 1, 10)[:, None]
     z = (1 - steps) * torch.from_numpy(codes[ia]) + steps * torch.from_numpy(codes[ib])
     labels = None

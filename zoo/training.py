@@ -108,6 +108,7 @@ class Trainer:
                    disable=True if self.quiet else None, file=sys.stderr)
         for step, (x, y) in enumerate(self._batches(self.split.train, self.settings.batch_size, epoch)):
             progress = ((epoch - 1) + step / total) / self.settings.epochs
+            self._set_learning_rate(progress)
             terms = self.model.training_loss(x, y, progress)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -119,6 +120,14 @@ class Trainer:
             bar.set_postfix(loss=f"{sums['loss'] / seen:.4g}")
         bar.close()
         return {k: v / max(seen, 1) for k, v in sums.items()}
+
+    def _set_learning_rate(self, progress: float) -> None:
+        """A pure function of progress, so a resumed run follows the same schedule with no scheduler state."""
+        rate = self.settings.lr
+        if self.settings.schedule == "cosine":
+            rate *= 0.5 * (1 + math.cos(math.pi * progress))
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
 
     @torch.no_grad()
     def evaluate_loss(self, indices: np.ndarray) -> dict[str, float]:

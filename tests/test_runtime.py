@@ -1,0 +1,203 @@
+"""The torch-free runtime: an exported decoder gives PyTorch's images, reads all it needs from the file, and says
+plainly what is wrong with a bad file or input."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from cmnist_zoo.cli import cli
+from cmnist_zoo.exporters import runtime
+from cmnist_zoo.exporters.export import export_run
+from cmnist_zoo.exporters.runtime import Decoder, RuntimeInputError, draw_latents, to_uint8
+from cmnist_zoo.runs import load_run
+from cmnist_zoo.sampling import fit_training_codes
+
+from test_export import _installed, run_of
+
+SNIPPET_PATH = "runs/cvae/export/decoder.onnx"
+
+
+@pytest.fixture(scope="module")
+def decoders(request, tmp_path_factory):
+    """variant -> (run directory, its exported fp32 decoder), exported on first use."""
+    made = {}
+
+    def get(variant: str):
+        if variant not in made:
+            run = run_of(request, variant, tmp_path_factory)
+            out = tmp_path_factory.mktemp("decoder") / variant
+            export_run(run, out, parts=["decoder"], batch_sizes=(1, 3), quiet=True)
+            made[variant] = run, out / "decoder.onnx"
+        return made[variant]
+    return get
+
+
+def zoo(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.mark.parametrize("variant", _installed())
+def test_runtime_images_equal_pytorch_for_the_same_latents(decoders, variant):
+    run_dir, path = decoders(variant)
+    model = load_run(run_dir).model
+    decoder = Decoder(path)
+    latents = draw_latents(6, decoder.latent_dim, seed=5)
+    codes = [1, 8, 15, 2, 8, 11] if decoder.conditional else None
+    labels = torch.tensor(codes) - 1 if codes else None
+    expected = to_uint8(model.generate(torch.from_numpy(latents), labels)[:, 0].numpy())
+    got = to_uint8(decoder.decode(latents, codes))
+    assert got.shape == (6, 64, 64) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_the_runtime_never_imports_torch(decoders):
+    _, path = decoders("concrete")
+    code = textwrap.dedent(f"""
+        import sys
+        from cmnist_zoo.exporters.runtime import Decoder
+        decoder = Decoder({str(path)!r})
+        images = decoder.sample(3, seed=0)
+        assert images.shape == (3, 64, 64), images.shape
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+        print("torch modules:", loaded)
+        assert not loaded
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_embedding_snippet_in_the_docstring_works(decoders, tmp_path):
+    """The dozen lines the README shows, run as written (only the path changed) in a process without torch."""
+    _, path = decoders("cvae")
+    doc = inspect.getdoc(runtime)
+    start = doc.index("    import numpy as np")
+    snippet = textwrap.dedent(doc[start:doc.index("\n\n", doc.index("mean_image", start))])
+    assert SNIPPET_PATH in snippet
+    program = snippet.replace(SNIPPET_PATH, str(path)) + "\nimport sys\nassert 'torch' not in sys.modules\n"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sevens.png").stat().st_size > 0
+
+
+def test_sample_repeats_by_seed_and_draws_the_label_asked_for(decoders):
+    run_dir, path = decoders("cvae")
+    decoder = Decoder(path)
+    first, again, other = decoder.sample(4, "七", seed=1), decoder.sample(4, 8, seed=1), decoder.sample(4, "七", seed=2)
+    assert first.shape == (4, 64, 64) and first.dtype == np.uint8
+    assert np.array_equal(first, again), "a character and its code are the same label"
+    assert not np.array_equal(first, other)
+    model = load_run(run_dir).model
+    latents = torch.from_numpy(draw_latents(4, decoder.latent_dim, seed=1))
+    pytorch = to_uint8(model.generate(latents, torch.full((4,), 7))[:, 0].numpy())
+    assert np.abs(first.astype(int) - pytorch.astype(int)).max() <= 1
+
+
+def test_a_model_without_prior_samples_from_the_gaussian_zoo_sample_fits(decoders):
+    run_dir, path = decoders("concrete")
+    decoder = Decoder(path)
+    assert decoder.prior == "fitted_gaussian"
+    fitted = fit_training_codes(load_run(run_dir), None)
+    mean, std = (np.array(json.loads(decoder.metadata[key])) for key in ("prior_mean", "prior_std"))
+    np.testing.assert_allclose(mean, fitted.mean.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(std, fitted.std.numpy(), rtol=1e-6, atol=1e-7)
+    latents = decoder.prior_latents(4000, seed=0)
+    np.testing.assert_allclose(latents.mean(0), mean, atol=float(5 * std.max() / np.sqrt(4000)) + 1e-7)
+
+
+def test_zoo_sample_onnx_writes_a_grid(decoders, tmp_path):
+    _, path = decoders("cvae")
+    out = tmp_path / "grid.png"
+    result = zoo("sample", "--onnx", path, "--n", 2, "--seed", 3, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give either RUN_DIR or --onnx FILE"),
+    (["some-run", "--onnx", "decoder.onnx"], "give either RUN_DIR or --onnx FILE"),
+    (["--onnx", "decoder.onnx", "--data", "synthetic:6"], "--data is not used with --onnx"),
+])
+def test_zoo_sample_wants_a_run_or_an_onnx_file(args, message):
+    result = zoo("sample", *args)
+    assert result.exit_code != 0 and message in result.output
+
+
+def _onnx_without_zoo_metadata(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: (p.write_text("not a model at all"), p)[1], "is not an ONNX model onnxruntime can load"),
+    (_onnx_without_zoo_metadata, "is an ONNX model but not a cmnist-zoo decoder (no cmnist-zoo metadata)"),
+    (lambda p: p.with_name("missing.onnx"), "does not exist"),
+])
+def test_a_file_that_is_no_zoo_decoder_gets_one_clear_message(tmp_path, make, message):
+    path = make(tmp_path / "model.onnx")
+    with pytest.raises(RuntimeInputError) as raised:
+        Decoder(path)
+    assert message in str(raised.value)
+    result = zoo("sample", "--onnx", path)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
+
+
+def test_an_encoder_is_not_taken_for_a_decoder(concrete_run, tmp_path):
+    export_run(concrete_run, tmp_path, parts=["encoder"], batch_sizes=(1,), quiet=True)
+    with pytest.raises(RuntimeInputError, match="is a cmnist-zoo encoder, not a decoder"):
+        Decoder(tmp_path / "encoder.onnx")
+
+
+@pytest.mark.parametrize("shape_of, message", [
+    (lambda dim: (2, dim + 1), "latents must have shape [n, {dim}] for the cvae decoder; got [2, {wrong}]"),
+    (lambda dim: (dim,), "latents must have shape [n, {dim}] for the cvae decoder; got [{dim}]"),
+])
+def test_latents_of_the_wrong_shape_are_refused(decoders, shape_of, message):
+    decoder = Decoder(decoders("cvae")[1])
+    shape = shape_of(decoder.latent_dim)
+    with pytest.raises(RuntimeInputError) as raised:
+        decoder.decode(np.zeros(shape, np.float32), [1] * shape[0])
+    assert str(raised.value) == message.format(dim=decoder.latent_dim, wrong=decoder.latent_dim + 1)
+
+
+def test_latents_that_are_not_numbers_are_refused(decoders):
+    decoder = Decoder(decoders("cvae")[1])
+    with pytest.raises(RuntimeInputError, match="latents must be real numbers"):
+        decoder.decode(np.full((1, decoder.latent_dim), "a"), [1])
+
+
+@pytest.mark.parametrize("variant, labels, message", [
+    ("cvae", [16], "label 16 is not one the cvae decoder knows"),
+    ("cvae", ["x"], "label 'x' is not one the cvae decoder knows"),
+    ("cvae", None, "the cvae decoder is conditional"),
+    ("cvae", [1, 2], "got 2 labels for 1 latents"),
+    ("concrete", [3], "the concrete decoder is not conditional"),
+])
+def test_labels_the_decoder_does_not_know_are_refused(decoders, variant, labels, message):
+    decoder = Decoder(decoders(variant)[1])
+    with pytest.raises(RuntimeInputError, match=message):
+        decoder.decode(np.zeros((1, decoder.latent_dim), np.float32), labels)
+
+
+def test_cuda_is_preferred_when_onnxruntime_has_it(monkeypatch):
+    monkeypatch.setattr(runtime.ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert runtime.default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert runtime.default_providers() == ["CPUExecutionProvider"]

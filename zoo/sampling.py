@@ -1,0 +1,140 @@
+"""New images from a trained model's prior, for `zoo sample`.
+
+Codes come from a torch.Generator seeded by the user, drawn on the CPU, so one seed gives the same images every time.
+A model without a prior (its sample_codes raises NoPriorError) is sampled from a diagonal Gaussian fitted to the codes
+of its training images instead, which is said on stderr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmnist_zoo.charset import NUM_CLASSES, parse_label
+from cmnist_zoo.errors import ZooError
+from cmnist_zoo.model import NoPriorError
+from cmnist_zoo.pictures import label_text, save_grid
+
+ROW_LENGTH = 10
+
+
+@dataclass
+class Samples:
+    images: np.ndarray  # float [N, 64, 64] in [0, 1]
+    codes: np.ndarray  # the character code (1..15) of each image, or 0 for unconditional models
+    per_row: int
+    note: str = ""  # one line for stderr, when the samples did not come from the model's own prior
+
+    def row_titles(self) -> list[str] | None:
+        if not self.codes.any():
+            return None
+        return [label_text(int(c)) for c in self.codes[::self.per_row]]
+
+
+class FittedGaussian:
+    """A diagonal Gaussian fitted to codes: a stand-in prior for models that have none."""
+
+    def __init__(self, codes: torch.Tensor):
+        self.count = len(codes)
+        self.mean = codes.mean(0)
+        self.std = codes.std(0) if len(codes) > 1 else torch.zeros_like(self.mean)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.mean + self.std * torch.randn((n, len(self.mean)), generator=generator)
+
+
+def parse_class(label: str | None, num_classes: int, what: str) -> int | None:
+    """The character code (1..15) asked for, checked against what the model can condition on."""
+    if label is None:
+        return None
+    try:
+        code = parse_label(label)
+    except ValueError as exc:
+        raise ZooError(f"--label: {exc}") from None
+    if not num_classes:
+        raise ZooError(f"--label {label}: {what} takes no class, so it cannot draw a chosen character; "
+                       "leave out --label")
+    return code
+
+
+def draw(model, n: int, code: int | None, seed: int, fit_prior=None) -> Samples:
+    """`n` images of character `code`; of every character (n of each) for a conditional model without a code; else
+    `n` images. `fit_prior()` returns a FittedGaussian, asked for only when the model has no prior of its own."""
+    if model.num_classes and code is None:
+        codes = np.repeat(np.arange(1, NUM_CLASSES + 1), n)
+        per_row = n
+    else:
+        codes = np.full(n, code or 0)
+        per_row = min(n, ROW_LENGTH)
+    generator = torch.Generator().manual_seed(seed)
+    note = ""
+    try:
+        latents = model.sample_codes(len(codes), generator)
+    except NoPriorError:
+        if fit_prior is None:
+            raise
+        prior = fit_prior()
+        latents = prior.sample(len(codes), generator)
+        note = (f"note: the model has no prior; sampling from a diagonal Gaussian fitted to the codes of its "
+                f"{prior.count} training images")
+    labels = torch.from_numpy(codes - 1) if model.num_classes else None
+    with torch.no_grad():
+        images = model.generate(latents, labels)[:, 0].cpu().numpy()
+    return Samples(images, codes, per_row, note)
+
+
+def fit_training_codes(run, data: str | None) -> FittedGaussian:
+    """Encode a run's training images and fit a diagonal Gaussian to their codes."""
+    from cmnist_zoo.splits import make_split
+    from cmnist_zoo.training import as_batch, load_run_data
+
+    dataset = load_run_data(run.config, data, quiet=True)
+    indices = make_split(dataset, run.config["train"]["split"], run.config["train"]["seed"]).train
+    codes = []
+    with torch.no_grad():
+        for start in range(0, len(indices), 512):
+            chunk = indices[start:start + 512]
+            x = as_batch(torch.from_numpy(dataset.images[chunk]), torch.device("cpu"))
+            codes.append(run.model.encode(x, torch.from_numpy(dataset.labels[chunk])))
+    return FittedGaussian(torch.cat(codes))
+
+
+def default_output(run_dir: Path, code: int | None, seed: int) -> Path:
+    which = f"code{code}" if code else "all"
+    return Path(run_dir) / f"samples-{which}-seed{seed}.png"
+
+
+def sample_run(run_dir: Path, n: int, label: str | None, seed: int, out: Path | None = None,
+               data: str | None = None) -> tuple[Path, Samples]:
+    """Draw from a run's model and save the grid; returns where it went and the samples (whose note, if any, is for
+    the user)."""
+    from cmnist_zoo.runs import load_run
+
+    if n < 1:
+        raise ZooError(f"--n must be at least 1 (got {n})")
+    if out is not None:
+        check_output(Path(out))
+    run = load_run(run_dir)
+    code = parse_class(label, run.model.num_classes, f"{run_dir} (a {run.variant!r} run)")
+    samples = draw(run.model, n, code, seed, lambda: fit_training_codes(run, data))
+    path = Path(out) if out else default_output(run_dir, code, seed)
+    save_grid(path, samples.images, samples.per_row, f"{run.variant}: {describe(code, run.model.num_classes)}, "
+              f"seed {seed}", samples.row_titles())
+    return path, samples
+
+
+def check_output(path: Path) -> None:
+    if path.suffix.lower() != ".png":
+        raise ZooError(f"--out {path}: the samples are written as a PNG; give a file name ending in .png")
+    if not path.parent.is_dir():
+        raise ZooError(f"--out {path}: the folder {path.parent} does not exist")
+
+
+def describe(code: int | None, num_classes: int) -> str:
+    """A title in plain ASCII, since the default plotting fonts have no CJK glyphs."""
+    if code:
+        return f"samples of the character for {label_text(code)} (code {code})"
+    return "samples, one row per character" if num_classes else "samples from the prior"

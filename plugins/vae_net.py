@@ -45,6 +45,8 @@ class GaussianCodeAutoencoder(Autoencoder):
     kl_warmup. Validation and test losses always use the full beta.
     """
 
+    standard_normal_prior = True
+
     def __init__(self, config):
         super().__init__()
         self.config = config

@@ -283,15 +283,10 @@ def draw_samples(model, labels: np.ndarray, seed: int = 0, fit_prior=None, batch
     """Images [N, 64, 64] in [0, 1], one per label (used by conditional models only), and where their codes came
     from: the model's prior, or for a model without one the Gaussian `fit_prior()` returns, as `zoo sample` does
     (see cmnist_zoo.sampling); without `fit_prior` such a model raises NoPriorError."""
-    from cmnist_zoo.model import NoPriorError
+    from cmnist_zoo.sampling import prior_codes
 
-    generator = torch.Generator().manual_seed(seed)
-    try:
-        codes, sampler = model.sample_codes(len(labels), generator), "prior"
-    except NoPriorError:
-        if fit_prior is None:
-            raise
-        codes, sampler = fit_prior().sample(len(labels), generator), NO_PRIOR_SAMPLER
+    codes, fitted = prior_codes(model, len(labels), seed, fit_prior)
+    sampler = "prior" if fitted is None else NO_PRIOR_SAMPLER
     out = []
     for start in range(0, len(labels), batch):
         wanted = torch.from_numpy(labels[start:start + batch]) if model.num_classes else None

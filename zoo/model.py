@@ -19,6 +19,9 @@ class Autoencoder(nn.Module):
 
     latent_dim: int = 0
     num_classes: int = 0
+    # True when the prior is N(0, I): the zoo then draws the codes itself, with the seeded generator that the ONNX
+    # runtime and the web page share, so one seed gives the same images everywhere.
+    standard_normal_prior: bool = False
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The code of each image; for probabilistic encoders the mean, never a random draw."""

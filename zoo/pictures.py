@@ -173,17 +173,11 @@ def write_sample_pictures(run_dir: Path, model, variant: str, dataset, split, co
     between the codes of two test images. Raises NoPriorError for models without a prior."""
     import torch
 
-    generator = torch.Generator().manual_seed(0)
-    per_row = 10
-    if model.num_classes:
-        labels = torch.arange(model.num_classes).repeat_interleave(per_row)
-        z = model.sample_codes(len(labels), generator)
-        images = model.generate(z, labels)[:, 0].numpy()
-        row_titles = [label_text(c + 1) for c in range(model.num_classes)]
-    else:
-        z = model.sample_codes(per_row * 6, generator)
-        images, row_titles = model.generate(z)[:, 0].numpy(), None
-    save_grid(run_dir / SAMPLES, images, per_row, f"{variant}: samples from the prior", row_titles)
+    from cmnist_zoo.sampling import draw
+
+    samples = draw(model, 10 if model.num_classes else 60, None, seed=0)
+    save_grid(run_dir / SAMPLES, samples.images, samples.per_row, f"{variant}: samples from the prior",
+              samples.row_titles())
     ia, ib = interpolation_ends(dataset, split.test)
     a, b = split.test[ia], split.test[ib]
     steps = torch.linspace(0, 1, 10)[:, None]

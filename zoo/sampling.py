@@ -1,6 +1,7 @@
 """New images from a trained model's prior, for `zoo sample`.
 
-Codes come from a torch.Generator seeded by the user, drawn on the CPU, so one seed gives the same images every time.
+Codes of a standard normal prior (and of the fitted Gaussian below) come from the runtime's seeded `draw_latents`,
+the draw the ONNX runtime and the web page share, so one seed gives the same images from PyTorch, ONNX and the page.
 A model without a prior (its sample_codes raises NoPriorError) is sampled from a diagonal Gaussian fitted to the codes
 of its training images instead, which is said on stderr.
 """
@@ -15,6 +16,7 @@ import torch
 
 from cmnist_zoo.charset import NUM_CLASSES, parse_label
 from cmnist_zoo.errors import ZooError
+from cmnist_zoo.exporters.runtime import draw_latents
 from cmnist_zoo.model import NoPriorError
 from cmnist_zoo.pictures import label_text, save_grid
 
@@ -42,8 +44,8 @@ class FittedGaussian:
         self.mean = codes.mean(0)
         self.std = codes.std(0) if len(codes) > 1 else torch.zeros_like(self.mean)
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.mean + self.std * torch.randn((n, len(self.mean)), generator=generator)
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        return self.mean + self.std * torch.from_numpy(draw_latents(n, len(self.mean), seed))
 
 
 def parse_class(label: str | None, num_classes: int, what: str) -> int | None:
@@ -60,6 +62,20 @@ def parse_class(label: str | None, num_classes: int, what: str) -> int | None:
     return code
 
 
+def prior_codes(model, n: int, seed: int, fit_prior=None) -> tuple[torch.Tensor, FittedGaussian | None]:
+    """`n` codes from the model's prior, or from the Gaussian `fit_prior()` returns when it has none (then returned
+    too, so callers can say so); without `fit_prior` such a model raises NoPriorError."""
+    if model.standard_normal_prior:
+        return torch.from_numpy(draw_latents(n, model.latent_dim, seed)), None
+    try:
+        return model.sample_codes(n, torch.Generator().manual_seed(seed)), None
+    except NoPriorError:
+        if fit_prior is None:
+            raise
+        prior = fit_prior()
+        return prior.sample(n, seed), prior
+
+
 def draw(model, n: int, code: int | None, seed: int, fit_prior=None) -> Samples:
     """`n` images of character `code`; of every character (n of each) for a conditional model without a code; else
     `n` images. `fit_prior()` returns a FittedGaussian, asked for only when the model has no prior of its own."""
@@ -69,15 +85,9 @@ def draw(model, n: int, code: int | None, seed: int, fit_prior=None) -> Samples:
     else:
         codes = np.full(n, code or 0)
         per_row = min(n, ROW_LENGTH)
-    generator = torch.Generator().manual_seed(seed)
+    latents, prior = prior_codes(model, len(codes), seed, fit_prior)
     note = ""
-    try:
-        latents = model.sample_codes(len(codes), generator)
-    except NoPriorError:
-        if fit_prior is None:
-            raise
-        prior = fit_prior()
-        latents = prior.sample(len(codes), generator)
+    if prior is not None:
         note = (f"note: the model has no prior; sampling from a diagonal Gaussian fitted to the codes of its "
                 f"{prior.count} training images")
     labels = torch.from_numpy(codes - 1) if model.num_classes else None

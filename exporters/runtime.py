@@ -125,8 +125,13 @@ def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind classes; all mean "cannot load this file"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeInputError(f"{path} is not an ONNX model onnxruntime can load ({detail[:200]})") from None
+        raise RuntimeInputError(f"{path} is not an ONNX model onnxruntime can load ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's first line, short enough for a one-line error message."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def read_metadata(session: ort.InferenceSession, path: str | os.PathLike, part: str) -> dict[str, str]:
@@ -163,7 +168,35 @@ class Decoder:
         except (KeyError, ValueError, TypeError) as exc:
             raise RuntimeInputError(f"{self.path}: its cmnist-zoo metadata is incomplete or damaged "
                                     f"({type(exc).__name__}: {exc})") from None
-        self._inputs = {i.name for i in self.session.get_inputs()}
+        self._check_metadata_against_graph()
+
+    def _check_metadata_against_graph(self) -> None:
+        """The metadata describes this graph: a file whose metadata was edited or mixed up is refused here, rather
+        than failing inside onnxruntime or drawing images of classes the graph never sees."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        problems = []
+        latent_shape = inputs.get(LATENT_INPUT)
+        if latent_shape is None:
+            problems.append(f"the graph has no {LATENT_INPUT!r} input")
+        elif len(latent_shape) != 2:
+            problems.append(f"the graph's {LATENT_INPUT!r} input has shape {latent_shape}, not [batch, latent_dim]")
+        elif isinstance(latent_shape[1], int) and latent_shape[1] != self.latent_dim:
+            problems.append(f"latent_dim is {self.latent_dim} but the graph's {LATENT_INPUT!r} input takes "
+                            f"{latent_shape[1]}")
+        if self.conditional and LABEL_INPUT not in inputs:
+            problems.append(f"num_classes is {self.num_classes} but the graph has no {LABEL_INPUT!r} input")
+        if not self.conditional and LABEL_INPUT in inputs:
+            problems.append(f"num_classes is {self.num_classes} but the graph takes a {LABEL_INPUT!r} input")
+        for key, values in (("class_codes", self.class_codes), ("class_characters", self.characters)):
+            if len(values) != self.num_classes:
+                problems.append(f"{key} has {len(values)} entries for num_classes {self.num_classes}")
+        if self.prior == FITTED_GAUSSIAN:
+            for key, values in (("prior_mean", self._prior_mean), ("prior_std", self._prior_std)):
+                if values.shape != (self.latent_dim,):
+                    problems.append(f"{key} has shape {list(values.shape)}, not [{self.latent_dim}] (latent_dim)")
+        if problems:
+            raise RuntimeInputError(f"{self.path}: its cmnist-zoo metadata does not match its graph: "
+                                    f"{'; '.join(problems)}; export it again with `zoo export RUN_DIR`")
 
     @property
     def conditional(self) -> bool:
@@ -205,11 +238,15 @@ class Decoder:
             raise RuntimeInputError(f"latents must be real numbers; got dtype {latents.dtype}")
         feed = {LATENT_INPUT: np.ascontiguousarray(latents, dtype=np.float32)}
         indices = self._label_indices(labels, len(latents))
-        if indices is not None and LABEL_INPUT in self._inputs:
+        if indices is not None:
             feed[LABEL_INPUT] = indices
         if len(latents) == 0:
             return np.zeros((0, *self.image_shape[1:]), np.float32)
-        (images,) = self.session.run([IMAGE_OUTPUT], feed)
+        try:
+            (images,) = self.session.run([IMAGE_OUTPUT], feed)
+        except Exception as exc:  # onnxruntime's own pybind classes: the graph refused these inputs
+            raise RuntimeInputError(f"{self.path}: onnxruntime could not run the decoder on "
+                                    f"{len(latents)} latents ({_first_line(exc)})") from None
         return images.reshape(len(latents), *self.image_shape[1:]) if self.image_shape[0] == 1 else images
 
     def prior_latents(self, n: int, seed: int | None = None) -> np.ndarray:

@@ -105,7 +105,8 @@ def place_decoder(source: Path, folder: Path, opset: int, data: str | None, batc
     reusable = _reusable_export(source, opset, batch_sizes) if source.is_dir() else None
     if reusable is not None:
         for name in (DECODER, DECODER_REPORT):
-            shutil.copyfile(reusable.with_name(name), folder / name)
+            if reusable.with_name(name).resolve() != (folder / name).resolve():  # --web RUN_DIR/export: in place
+                shutil.copyfile(reusable.with_name(name), folder / name)
         return f"the passing export {reusable}"
     export_run(source, folder, parts=["decoder"], precisions=["fp32"], opset=opset, data=data,
                batch_sizes=batch_sizes, quiet=quiet)

@@ -73,3 +73,18 @@ def real_data() -> str:
         pytest.skip("the real Chinese MNIST is not available: set ZOO_TEST_DATA to the zip (CI points it at "
                     "../shared/datasets/chinese_mnist.zip)")
     return path
+
+
+def assert_clean_failure(result, *expected: str) -> None:
+    """A CLI failure the user can act on: a non-zero exit through click's own error path, naming each expected text.
+
+    CliRunner keeps an escaped exception in result.exception instead of printing a traceback, so checking the
+    output for "Traceback" proves nothing; a clean failure is one that ended in SystemExit.
+    """
+    import traceback
+
+    escaped = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""
+    assert result.exit_code != 0, f"expected a failure, got exit 0:\n{result.output}"
+    assert isinstance(result.exception, SystemExit), f"an exception escaped:\n{escaped}"
+    for text in expected:
+        assert text in result.output, f"{text!r} not in the output:\n{result.output}"

@@ -79,15 +79,40 @@ def test_evaluate_reports_what_the_classifier_recognises(concrete_run):
     assert "sample_accuracy" not in figures, "an unconditional model is not asked for any character"
 
 
+class _GeneratorOfTrainingImages:
+    """A stand-in conditional model whose "samples" are training images: of the character asked for, or, when
+    `ignores_class`, always of the first character (the failure a plain CVAE shows)."""
+
+    num_classes, latent_dim, standard_normal_prior = 15, 2, True
+
+    def __init__(self, images, labels, ignores_class: bool):
+        self.by_class = {c: images[labels == c] for c in range(15)}
+        self.ignores_class = ignores_class
+
+    def generate(self, codes, labels):
+        import torch
+
+        picks = [self.by_class[0 if self.ignores_class else int(c)][i % len(self.by_class[int(c)])]
+                 for i, c in enumerate(labels)]
+        return torch.from_numpy(np.stack(picks))[:, None].float() / 255
+
+
 def test_conditional_samples_are_checked_against_the_character_asked_for(tiny_split):
     dataset, split = tiny_split
     reference = classifier.get_classifier(dataset, split)
-    model, _ = build_model("cvae")
-    figures = classifier.judge_model(reference, model.eval(), dataset.images[split.test], dataset.labels[split.test],
-                                     {})
-    assert figures["sampler"] == "prior" and figures["samples"] == len(split.test)
-    assert 0 <= figures["sample_accuracy"] <= 1
-    assert figures["frechet_distance"] > 0 and figures["frechet_train_to_test"] > 0
+    train_images, train_labels = dataset.images[split.train], dataset.labels[split.train]
+    test_images, test_labels = dataset.images[split.test], dataset.labels[split.test]
+
+    def judge(ignores_class):
+        model = _GeneratorOfTrainingImages(train_images, train_labels, ignores_class)
+        return classifier.judge_model(reference, model, test_images, test_labels, {})
+
+    faithful, class_blind = judge(False), judge(True)
+    assert faithful["sampler"] == "prior" and faithful["samples"] == len(split.test)
+    assert faithful["sample_accuracy"] > 0.8
+    assert class_blind["sample_accuracy"] < 2 * CHANCE
+    # a generator stuck on one character is also far from the test images' mix of characters
+    assert class_blind["frechet_distance"] > 2 * faithful["frechet_distance"]
 
 
 def test_cli_shows_the_classifier_figures_and_can_skip_them(concrete_run):

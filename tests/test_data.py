@@ -109,6 +109,47 @@ def test_broken_downloads_get_one_message_naming_the_file(tmp_path, breakage, ex
         load_dataset(str(_zip(tmp_path / "broken.zip", files)))
 
 
+def _damage_member(path: Path, name: str, damage: str) -> None:
+    """Damage one member of a deflated zip in place, as a bad download or a foreign archiver would."""
+    blob = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    local = info.header_offset
+    if damage == "deflate stream":  # a block of the reserved type 3: zlib cannot read past it
+        data = local + 30 + int.from_bytes(blob[local + 26:local + 28], "little") + \
+            int.from_bytes(blob[local + 28:local + 30], "little")
+        blob[data] = 0xFF
+    else:  # the central directory entry says how to read the member
+        central = blob.rindex(name.encode()) - 46  # the directory comes after all the data
+        assert blob[central:central + 4] == b"PK\x01\x02"
+        if damage == "encrypted":
+            blob[central + 8] |= 0x01
+        else:  # "unsupported compression": method 99 is AES, which zipfile cannot read
+            blob[central + 10:central + 12] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("damage", ["deflate stream", "encrypted", "unsupported compression"])
+def test_a_damaged_zip_member_is_one_message_naming_the_zip_and_the_member(tmp_path, damage):
+    from click.testing import CliRunner
+
+    from cmnist_zoo.cli import cli
+
+    from conftest import assert_clean_failure
+
+    path = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in _files().items():
+            z.writestr(name, data)
+    member = "data/data/input_2_1_5.jpg"
+    _damage_member(path, member, damage)
+    with pytest.raises(ZooError, match=f"damaged.zip:{member}: cannot read it from the zip"):
+        load_dataset(str(path), quiet=True)
+    result = CliRunner().invoke(cli, ["train", "concrete", "--data", str(path), "--out", str(tmp_path / "run")])
+    assert_clean_failure(result, f"{path}:{member}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_path_and_non_zip_are_reported(tmp_path):
     with pytest.raises(ZooError, match="does not exist"):
         load_dataset(str(tmp_path / "nowhere.zip"))

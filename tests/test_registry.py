@@ -14,7 +14,9 @@ from cmnist_zoo import registry as registry_module
 from cmnist_zoo.cli import cli
 from cmnist_zoo.config import StrictModel
 from cmnist_zoo.errors import ZooError
-from cmnist_zoo.registry import Registry, get_registry
+from cmnist_zoo.registry import Registry, get_registry, reset_registry
+
+from conftest import assert_clean_failure
 
 
 @dataclass
@@ -82,9 +84,7 @@ def test_broken_plugin_is_reported_and_others_keep_working(monkeypatch):
 def test_strict_mode_makes_a_broken_plugin_fatal(monkeypatch):
     install_fakes(monkeypatch, FakeEntryPoint("broken", raise_on_import))
     monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
-    result = CliRunner().invoke(cli, ["list"])
-    assert result.exit_code != 0
-    assert "broken" in result.output and "Traceback" not in result.output
+    assert_clean_failure(CliRunner().invoke(cli, ["list"]), "broken", "missing_dependency")
 
 
 def test_no_external_plugins_loads_only_the_builtins(monkeypatch):
@@ -96,9 +96,44 @@ def test_no_external_plugins_loads_only_the_builtins(monkeypatch):
 
 def test_duplicate_variant_name_is_an_error_naming_both_plugins(monkeypatch):
     install_fakes(monkeypatch, FakeEntryPoint("copycat", lambda: plugin_module("concrete")))
+    assert_clean_failure(CliRunner().invoke(cli, ["list"]), "'concrete'", "'copycat'")
+
+
+def wrongly_named_argument():
+    module = types.ModuleType("misspelt")
+
+    @hookimpl
+    def register_variants(registr):  # pluggy refuses an argument the hook does not have
+        pass
+
+    module.register_variants = register_variants
+    return module
+
+
+def test_a_plugin_pluggy_refuses_is_reported_and_others_keep_working(monkeypatch):
+    install_fakes(monkeypatch, FakeEntryPoint("misspelt", wrongly_named_argument),
+                  FakeEntryPoint("good", lambda: plugin_module("extra")))
     result = CliRunner().invoke(cli, ["list"])
-    assert result.exit_code != 0
-    assert "'concrete'" in result.output and "'copycat'" in result.output
+    assert result.exit_code == 0, result.exception
+    assert "concrete" in result.output and "extra" in result.output
+    failures = [line for line in result.output.splitlines() if "misspelt" in line]
+    assert len(failures) == 1 and "registr" in failures[0] and "not loaded" in failures[0]
+    monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
+    reset_registry()
+    assert_clean_failure(CliRunner().invoke(cli, ["list"]), "misspelt", "registr")
+
+
+def test_two_entry_points_of_one_name_keep_the_first_and_report_the_second(monkeypatch):
+    install_fakes(monkeypatch, FakeEntryPoint("twin", lambda: plugin_module("first")),
+                  FakeEntryPoint("twin", lambda: plugin_module("second")))
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0, result.exception
+    assert "first" in result.output and "second" not in result.output
+    failures = [line for line in result.output.splitlines() if "twin" in line and "not loaded" in line]
+    assert len(failures) == 1 and "'twin' is already taken by fake-dist" in failures[0]
+    monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
+    reset_registry()
+    assert_clean_failure(CliRunner().invoke(cli, ["list"]), "'twin' is already taken")
 
 
 def test_registering_something_that_is_not_a_variant_names_the_plugin():

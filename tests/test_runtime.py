@@ -16,6 +16,7 @@ import torch
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
+from cmnist_zoo.charset import CHARACTERS, CODES
 from cmnist_zoo.cli import cli
 from cmnist_zoo.exporters import runtime
 from cmnist_zoo.exporters.export import export_run
@@ -23,6 +24,7 @@ from cmnist_zoo.exporters.runtime import Decoder, RuntimeInputError, draw_latent
 from cmnist_zoo.runs import load_run
 from cmnist_zoo.sampling import fit_training_codes
 
+from conftest import assert_clean_failure
 from test_export import _installed, run_of
 
 SNIPPET_PATH = "runs/cvae/export/decoder.onnx"
@@ -44,9 +46,7 @@ def decoders(request, tmp_path_factory):
 
 
 def zoo(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
+    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("variant", _installed())
@@ -131,8 +131,7 @@ def test_zoo_sample_onnx_writes_a_grid(decoders, tmp_path):
     (["--onnx", "decoder.onnx", "--data", "synthetic:6"], "--data is not used with --onnx"),
 ])
 def test_zoo_sample_wants_a_run_or_an_onnx_file(args, message):
-    result = zoo("sample", *args)
-    assert result.exit_code != 0 and message in result.output
+    assert_clean_failure(zoo("sample", *args), message)
 
 
 def _onnx_without_zoo_metadata(path):
@@ -154,14 +153,76 @@ def test_a_file_that_is_no_zoo_decoder_gets_one_clear_message(tmp_path, make, me
         Decoder(path)
     assert message in str(raised.value)
     result = zoo("sample", "--onnx", path)
+    assert_clean_failure(result, message)
     lines = result.output.strip().splitlines()
-    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
 
 
 def test_an_encoder_is_not_taken_for_a_decoder(concrete_run, tmp_path):
     export_run(concrete_run, tmp_path, parts=["encoder"], batch_sizes=(1,), quiet=True)
     with pytest.raises(RuntimeInputError, match="is a cmnist-zoo encoder, not a decoder"):
         Decoder(tmp_path / "encoder.onnx")
+
+
+def edited(path, out, metadata=None, symbolic_latent=False):
+    """A copy of an exported decoder at `out` with some metadata values replaced (None deletes the key), and its
+    latent input's size made symbolic if asked (so onnxruntime no longer knows it before running)."""
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    for key, value in (metadata or {}).items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    del model.metadata_props[:]
+    helper.set_model_props(model, meta)
+    if symbolic_latent:
+        latent = next(i for i in model.graph.input if i.name == runtime.LATENT_INPUT)
+        latent.type.tensor_type.shape.dim[1].dim_param = "latent_dim"
+    onnx.save(model, str(out))
+    return out
+
+
+def _meta(path, key):
+    return next(p.value for p in onnx.load(str(path)).metadata_props if p.key == key)
+
+
+@pytest.mark.parametrize("variant, changes, message", [
+    ("cvae", lambda p: {"latent_dim": str(int(_meta(p, "latent_dim")) + 1)},
+     "latent_dim is {wrong} but the graph's 'latent' input takes {dim}"),
+    ("concrete", lambda p: {"num_classes": "15", "class_codes": json.dumps(list(CODES)),
+                            "class_characters": json.dumps(list(CHARACTERS), ensure_ascii=False)},
+     "num_classes is 15 but the graph has no 'label' input"),
+    ("cvae", lambda p: {"num_classes": "0", "class_codes": None, "class_characters": None},
+     "num_classes is 0 but the graph takes a 'label' input"),
+    ("cvae", lambda p: {"class_characters": json.dumps(list("零一二"), ensure_ascii=False)},
+     "class_characters has 3 entries for num_classes 15"),
+    ("concrete", lambda p: {"prior_std": json.dumps(json.loads(_meta(p, "prior_std"))[:-1])},
+     "prior_std has shape [{short}], not [{dim}] (latent_dim)"),
+], ids=["latent_dim", "label-missing", "label-unexpected", "class_characters", "prior_std"])
+def test_metadata_that_does_not_match_the_graph_is_refused(decoders, tmp_path, variant, changes, message):
+    _, path = decoders(variant)
+    dim = int(_meta(path, "latent_dim"))
+    bad = edited(path, tmp_path / "edited.onnx", changes(path))
+    message = message.format(dim=dim, wrong=dim + 1, short=dim - 1)
+    with pytest.raises(RuntimeInputError) as raised:
+        Decoder(bad)
+    assert str(bad) in str(raised.value) and "does not match its graph" in str(raised.value)
+    assert message in str(raised.value)
+    out = tmp_path / "grid.png"
+    assert_clean_failure(zoo("sample", "--onnx", bad, "--label", "七", "--out", out), message)
+    assert not out.exists(), "no grid of a class the graph never saw"
+
+
+def test_an_onnxruntime_failure_while_decoding_is_a_runtime_input_error(decoders, tmp_path):
+    _, path = decoders("concrete")
+    dim = int(_meta(path, "latent_dim"))
+    bad = edited(path, tmp_path / "edited.onnx", {"latent_dim": str(dim + 1), "prior": "standard_normal"},
+                 symbolic_latent=True)
+    decoder = Decoder(bad)  # the graph no longer says its latent size, so the metadata cannot be checked against it
+    with pytest.raises(RuntimeInputError, match=f"{bad}: onnxruntime could not run the decoder on 2 latents"):
+        decoder.decode(np.zeros((2, dim + 1), np.float32))
+    assert_clean_failure(zoo("sample", "--onnx", bad, "--out", tmp_path / "grid.png"), "onnxruntime could not run")
 
 
 @pytest.mark.parametrize("shape_of, message", [

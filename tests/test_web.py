@@ -31,6 +31,8 @@ from cmnist_zoo.exporters import web
 from cmnist_zoo.exporters.export import export_run
 from cmnist_zoo.exporters.runtime import FORMAT, Decoder, draw_latents, seeded_normal, splitmix64
 
+from conftest import assert_clean_failure
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -55,9 +57,7 @@ def browser_missing() -> str | None:
 
 
 def zoo(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
+    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def artefacts(tmp_path: Path) -> Path:
@@ -299,6 +299,17 @@ def test_a_run_with_a_passing_export_has_its_decoder_reused(ort_web, cvae_run, t
     assert f"exported from {run}" in result.output
 
 
+def test_a_bundle_in_the_runs_own_export_folder_keeps_its_decoder_in_place(ort_web, cvae_run, tmp_path):
+    run = shutil.copytree(cvae_run, tmp_path / "run")
+    export_run(run, run / "export", parts=["decoder"], batch_sizes=(1, 3), quiet=True)
+    before = {name: (run / "export" / name).read_bytes() for name in ("decoder.onnx", "decoder.parity.json")}
+    result = zoo("export", run, "--web", run / "export", "--batch-sizes", "1,3")
+    assert result.exit_code == 0, result.output
+    assert f"the passing export {run / 'export' / 'decoder.onnx'}" in result.output
+    assert {name: (run / "export" / name).read_bytes() for name in before} == before
+    assert {p.name for p in (run / "export").iterdir()} >= {"index.html", "app.js", "model.json", "ort"}
+
+
 def test_a_file_that_is_not_a_zoo_decoder_gets_one_clear_error(ort_web, tmp_path):
     text = tmp_path / "notes.onnx"
     text.write_text("not a model")
@@ -311,8 +322,8 @@ def test_a_file_that_is_not_a_zoo_decoder_gets_one_clear_error(ort_web, tmp_path
                        (plain, "is an ONNX model but not a cmnist-zoo decoder"),
                        (tmp_path / "nowhere", "does not exist")):
         result = zoo("export", path, "--web", tmp_path / "bundle")
-        assert result.exit_code != 0
-        assert result.output.startswith("Error: ") and says in result.output and result.output.count("\n") == 1
+        assert_clean_failure(result, says)
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert not (tmp_path / "bundle").exists()
 
 
@@ -322,16 +333,16 @@ def test_without_onnxruntime_web_the_error_gives_the_npm_command(tmp_path, monke
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "package-lock.json").write_text("{}")
     result = zoo("export", handmade_decoder(tmp_path / "d.onnx", True, False), "--web", tmp_path / "bundle")
-    assert result.exit_code != 0
-    assert f"run `npm ci --prefix {tmp_path / 'web'}`" in result.output and result.output.count("\n") == 1
+    assert_clean_failure(result, f"run `npm ci --prefix {tmp_path / 'web'}`")
+    assert result.output.count("\n") == 1
     monkeypatch.setenv(web.ORT_DIR_ENV, str(tmp_path))
     result = zoo("export", tmp_path / "d.onnx", "--web", tmp_path / "bundle")
-    assert result.exit_code != 0 and f"{web.ORT_DIR_ENV}={tmp_path} holds no onnxruntime-web files" in result.output
+    assert_clean_failure(result, f"{web.ORT_DIR_ENV}={tmp_path} holds no onnxruntime-web files")
 
 
 def test_web_takes_no_options_of_the_other_exports(tmp_path):
     result = zoo("export", "some-run", "--web", tmp_path / "bundle", "--precision", "int8", "--parts", "decoder")
-    assert result.exit_code != 0 and "--parts, --precision cannot go with it" in result.output
+    assert_clean_failure(result, "--parts, --precision cannot go with it")
 
 
 def test_the_locked_onnxruntime_web_is_the_one_the_exporter_names():

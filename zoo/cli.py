@@ -28,6 +28,9 @@ class ZooGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except ValidationError as exc:
             raise click.ClickException(describe_errors(exc, "settings")) from None
+        except OSError as exc:  # a path the user named is unusable: a file where a folder goes, no permission, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except Exception as exc:
             interrupted = getattr(sys.modules.get("cmnist_zoo.training"), "TrainingInterrupted", None)
             if interrupted is not None and isinstance(exc, interrupted):
@@ -93,20 +96,21 @@ def _schema_lines(config_class) -> str:
 @cli.command()
 @click.argument("variant", required=False)
 @DATA_OPTION
-@click.option("--epochs", type=int, help="Passes over the training images [20].")
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training images [20].")
 @click.option("--batch-size", type=int, help="Images per step [64].")
 @click.option("--lr", type=float,
               help="Peak Adam learning rate [2e-3]; it falls to 0 on a cosine unless --set schedule=constant.")
 @click.option("--seed", type=int, help="Seeds the split, the weights and the batch order [0].")
 @click.option("--split", type=click.Choice(["writer", "image"]),
               help="writer: 70/15/15 of the writers [default]; image: the study's random 70/30 of the images.")
-@click.option("--device", help="auto, cpu or cuda [auto].")
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory [runs/VARIANT-TIMESTAMP].")
+@click.option("--device", help="auto, cpu or cuda [auto]; with --resume, where to continue [the run's own].")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Run directory [runs/VARIANT-TIMESTAMP].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path),
               help="JSON file of settings: training keys and a 'model' object.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override one setting, e.g. --set epochs=5 or --set model.loss=mse (repeatable).")
-@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
+@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), metavar="RUN_DIR",
               help="Continue an interrupted run from its last complete epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars or epoch lines.")
 def train(variant, data, epochs, batch_size, lr, seed, split, device, out, config_file, assignments, resume, quiet):
@@ -119,11 +123,10 @@ def train(variant, data, epochs, batch_size, lr, seed, split, device, out, confi
     from cmnist_zoo.config import merge_settings, read_json_file
 
     if resume:
-        if variant or config_file or assignments or any(v is not None for v in (batch_size, lr, seed, split, device,
-                                                                                out)):
-            raise ZooError("--resume continues a run with its own settings; only --data, --epochs and --quiet "
-                           "may be given with it")
-        trainer = training.resume(resume, data, epochs, quiet)
+        if variant or config_file or assignments or any(v is not None for v in (batch_size, lr, seed, split, out)):
+            raise ZooError("--resume continues a run with its own settings; only --data, --epochs, --device and "
+                           "--quiet may be given with it")
+        trainer = training.resume(resume, data, epochs, quiet, device)
     else:
         if not variant:
             raise ZooError("name a variant to train (see `zoo list`), or pass --resume RUN_DIR")

@@ -13,6 +13,7 @@ import io
 import os
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,10 +168,12 @@ class _ZipSource(_Source):
         return [n for n in self.zip.namelist() if not n.endswith("/")]
 
     def read(self, name):
+        # A damaged, encrypted or oddly compressed member fails with any of these; each is the file's fault.
         try:
             return self.zip.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ZooError(f"{self.describe(name)}: cannot read it from the zip ({exc})") from None
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+            raise ZooError(f"{self.describe(name)}: cannot read it from the zip "
+                           f"({type(exc).__name__}: {exc})") from None
 
     def fingerprint(self):
         digest = hashlib.sha256()

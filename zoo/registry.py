@@ -51,7 +51,16 @@ class Registry:
 
     def add_plugin(self, plugin: object, name: str, distribution: str = "", version: str = "") -> None:
         """Register a plugin object (a module, usually) and collect its variants."""
-        self.manager.register(plugin, name=name)
+        if self.manager.has_plugin(name):  # two entry points of one name: the first keeps it (pluggy's error is long)
+            taken_by = self._origin.get(name, ("", ""))[0] or "another plugin"
+            self._fail(name, distribution, f"the plugin name {name!r} is already taken by {taken_by}")
+            return
+        try:  # a hookimpl pluggy refuses (a misspelt argument, say) is that plugin's fault alone
+            self.manager.register(plugin, name=name)
+        except Exception as exc:
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # pluggy's spans lines
+            self._fail(name, distribution, f"registering the plugin failed: {type(exc).__name__}: {detail}")
+            return
         self._origin[name] = (distribution, version)
         impl = next((i for i in self.manager.hook.register_variants.get_hookimpls() if i.plugin_name == name), None)
         if impl is None:

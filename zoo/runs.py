@@ -19,6 +19,7 @@ CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 RUN_FORMAT = "cmnist-zoo-run/1"
+REQUIRED_KEYS = ("variant", "train", "train.split", "train.seed", "data", "data.source", "data.hash")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -48,16 +49,36 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / CONFIG).exists():
         raise ZooError(f"{run_dir} is not a complete run: {CONFIG} is missing")
     config = read_json_file(run_dir / CONFIG, "run config")
-    if config.get("format") != RUN_FORMAT or "variant" not in config:
+    if config.get("format") != RUN_FORMAT:
         raise ZooError(f"{run_dir / CONFIG} is not a cmnist-zoo run config (format {config.get('format')!r})")
+    for dotted in REQUIRED_KEYS:  # checked here so evaluate, sample and export never meet a bare KeyError
+        node: Any = config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise ZooError(f"{run_dir / CONFIG} lacks {dotted!r}; it was damaged or edited by hand "
+                           "(train the run again, or restore the file)")
     return config
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records; a torn last line (the process was killed mid-append) is that epoch unrecorded."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [(no, line) for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    records = []
+    for index, (no, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            if index == len(lines) - 1:
+                break
+            raise ZooError(f"{path} line {no} is not a metrics record; the file is damaged (fix or remove the line)")
+        records.append(record)
+    return records
 
 
 @dataclass

@@ -27,7 +27,8 @@ from cmnist_zoo.data import Dataset, load_dataset
 from cmnist_zoo.errors import ZooError
 from cmnist_zoo.models import build_model, resolve_model_config
 from cmnist_zoo.registry import get_variant
-from cmnist_zoo.runs import CHECKPOINT, CONFIG, METRICS, MODEL, RUN_FORMAT, read_metrics, read_run_config, write_json
+from cmnist_zoo.runs import (CHECKPOINT, CONFIG, METRICS, MODEL, RUN_FORMAT, atomic_write, read_metrics,
+                            read_run_config, write_json)
 from cmnist_zoo.splits import Split, make_split
 
 EVAL_BATCH = 512
@@ -185,6 +186,8 @@ def start(variant: str, data: str | None, train_values: dict[str, Any], model_va
     if (run_dir / CONFIG).exists():
         raise ZooError(f"{run_dir} already holds a run; continue it with `zoo train --resume {run_dir}` "
                        "or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ZooError(f"--out {run_dir} is a file; the run needs a directory of its own")
     device = pick_device(settings.device)
     dataset = load_dataset(data, quiet=quiet)
     split = make_split(dataset, settings.split, settings.seed)
@@ -217,25 +220,33 @@ def load_run_data(config: dict[str, Any], data: str | None, quiet: bool = False)
     return dataset
 
 
-def resume(run_dir: Path, data: str | None = None, epochs: int | None = None, quiet: bool = False) -> Trainer:
-    """Continue a run from its last complete epoch."""
+def resume(run_dir: Path, data: str | None = None, epochs: int | None = None, quiet: bool = False,
+           device: str | None = None) -> Trainer:
+    """Continue a run from its last complete epoch; config.json changes only once the resume is sure to go ahead.
+
+    device may differ from the one the run was trained on (a CUDA run can continue on a CPU-only machine); it is not
+    saved, as it says where a run goes on, not what it is.
+    """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if not (run_dir / CHECKPOINT).exists():
         raise ZooError(f"{run_dir} has no {CHECKPOINT} to resume from; it stopped before its first epoch ended")
-    train_values = dict(config["train"], **({"epochs": epochs} if epochs else {}))
-    settings = validate(TrainSettings, train_values, f"training settings in {run_dir / CONFIG}")
-    if settings.epochs != config["train"]["epochs"]:
-        config["train"]["epochs"] = settings.epochs
-        write_json(run_dir / CONFIG, config)
-    model, _ = build_model(config["variant"], config["model"], where=str(run_dir / CONFIG))
+    overrides = {k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None}
+    settings = validate(TrainSettings, dict(config["train"], **overrides), f"training settings of {run_dir}")
+    target = pick_device(settings.device)
+    model, _ = build_model(config["variant"], config.get("model", {}), where=str(run_dir / CONFIG))
     dataset = load_run_data(config, data, quiet)
     split = make_split(dataset, settings.split, settings.seed)
-    trainer = Trainer(run_dir, config, settings, dataset, split, model, pick_device(settings.device), quiet)
+    trainer = Trainer(run_dir, config, settings, dataset, split, model, target, quiet)
     progress = load_checkpoint(run_dir / CHECKPOINT, trainer.model, trainer.optimizer, config["variant"])
     trainer.start_epoch, trainer.best_val = progress["epoch"], progress["best_val"]
-    kept = [m for m in read_metrics(run_dir) if m["epoch"] <= trainer.start_epoch]
-    (run_dir / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept), encoding="utf-8")
     if trainer.start_epoch >= settings.epochs:
-        raise ZooError(f"{run_dir} already finished its {settings.epochs} epochs; pass --epochs N to train longer")
+        raise ZooError(f"{run_dir} already finished {trainer.start_epoch} epochs; pass --epochs N with N above "
+                       f"{trainer.start_epoch} to train longer")
+    kept = [m for m in read_metrics(run_dir) if m["epoch"] <= trainer.start_epoch]
+    atomic_write(run_dir / METRICS, lambda p: p.write_text("".join(json.dumps(m) + "\n" for m in kept),
+                                                            encoding="utf-8"))
+    if settings.epochs != config["train"].get("epochs"):
+        config["train"]["epochs"] = settings.epochs
+        write_json(run_dir / CONFIG, config)
     return trainer

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="the data set (a path, or synthetic[:N]); default: $ZOO_DATA, else synthetic")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement; the fastest counts [3]")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per step [128, the zoo's default]")
+    parser.add_argument("--batch-size", type=int, help="images per step [the zoo's default, TrainSettings.batch_size]")
     parser.add_argument("--variants", help="comma-separated variant names (default: every registered variant)")
     parser.add_argument("--threads", type=int, help="torch threads in each measurement [torch's default]")
     parser.add_argument("--out", type=Path, help="the JSON file [benchmarks/results/training.json]")
@@ -256,6 +256,10 @@ def table_of(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.batch_size is None:
+        from cmnist_zoo.config import TrainSettings
+
+        args.batch_size = TrainSettings().batch_size
     if args.child:
         child(args)
         return {}

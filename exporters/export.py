@@ -29,7 +29,7 @@ from cmnist_zoo.exporters.parity import BATCH_SIZES, TOLERANCES, InputSet, check
 from cmnist_zoo.exporters.precision import PRECISIONS, convert
 from cmnist_zoo.exporters.runtime import (FITTED_GAUSSIAN, FORMAT, IMAGE_INPUT, LABEL_INPUT, LATENT_INPUT,
                                           STANDARD_NORMAL, RuntimeInputError, draw_latents, open_session)
-from cmnist_zoo.model import NoPriorError
+from cmnist_zoo.errors import NoPriorError
 from cmnist_zoo.runs import MODEL, load_run, write_json
 from cmnist_zoo.splits import make_split
 from cmnist_zoo.training import load_run_data
@@ -224,6 +224,9 @@ def calibration_batches(model, part: str, dataset, split) -> list[dict[str, np.n
             for batch in batches]
 
 
+MAX_BATCH = 4096  # parity inputs of this many images fit easily in memory
+
+
 def _validate(parts: Sequence[str], precisions: Sequence[str], opset: int, batch_sizes: Sequence[int]) -> None:
     for what, given, known in (("part", parts, PARTS), ("precision", precisions, PRECISIONS)):
         unknown = [g for g in given if g not in known]
@@ -233,8 +236,8 @@ def _validate(parts: Sequence[str], precisions: Sequence[str], opset: int, batch
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ZooError(f"--opset {opset}: use {MIN_OPSET} to {onnx.defs.onnx_opset_version()} "
                        f"(default {DEFAULT_OPSET})")
-    if not batch_sizes or any(b < 1 for b in batch_sizes):
-        raise ZooError(f"batch sizes must be whole numbers of 1 or more; got {list(batch_sizes)}")
+    if not batch_sizes or any(not 1 <= b <= MAX_BATCH for b in batch_sizes):
+        raise ZooError(f"batch sizes must be whole numbers from 1 to {MAX_BATCH}; got {list(batch_sizes)}")
 
 
 def accept(graph: onnx.ModelProto, path: Path, report: dict, prove: Callable[[ort.InferenceSession], dict]) -> dict:

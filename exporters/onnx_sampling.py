@@ -1,7 +1,7 @@
 """`zoo sample --onnx FILE`: the grid `zoo sample RUN_DIR` draws, drawn by the torch-free runtime from an export.
 
-Latents come from `runtime.draw_latents` (numpy's default_rng), so a PyTorch sampler that draws them the same way
-gives the same images for the same seed.
+Latents come from `runtime.draw_latents` (splitmix64 and Box–Muller), the draw `zoo sample RUN_DIR` also uses, so both
+give the same images for the same seed. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from cmnist_zoo.errors import ZooError
 from cmnist_zoo.exporters.runtime import FITTED_GAUSSIAN, Decoder, RuntimeInputError
 from cmnist_zoo.pictures import save_grid
-from cmnist_zoo.sampling import ROW_LENGTH, Samples, check_output, default_output, describe, parse_class
+from cmnist_zoo.sample_grid import ROW_LENGTH, Samples, check_output, default_output, describe, parse_class
 
 
 def load_decoder(path: Path) -> Decoder:

@@ -8,11 +8,12 @@ from pydantic import Field
 
 from cmnist_zoo import Variant, hookimpl
 from cmnist_zoo.config import StrictModel
+from cmnist_zoo.plugins.settings import ConvWidths, widths_field
 
 
 class ConcreteConfig(StrictModel):
     code_dim: int = Field(64, ge=1, le=4096, description="size of the code")
-    widths: tuple[int, int, int] = Field((64, 48, 32), description="filters of the three conv blocks")
+    widths: ConvWidths = widths_field()
     loss: Literal["bce", "mse"] = Field("bce", description="reconstruction loss: BCE on logits, or MSE on [0, 1]")
 
 

@@ -6,11 +6,12 @@ from pydantic import Field
 
 from cmnist_zoo import Variant, hookimpl
 from cmnist_zoo.config import StrictModel
+from cmnist_zoo.plugins.settings import ConvWidths, widths_field
 
 
 class VaeConfig(StrictModel):
     code_dim: int = Field(64, ge=1, le=4096, description="size of the Gaussian code")
-    widths: tuple[int, int, int] = Field((64, 48, 32), description="filters of the three conv blocks")
+    widths: ConvWidths = widths_field()
     beta: float = Field(1.0, ge=0, le=1000, description="weight of the KL term (1: the ELBO)")
     kl_warmup: float = Field(0.0, ge=0, le=1, description="fraction of training over which the KL weight rises "
                                                           "linearly from 0 to beta (0: no warm-up)")

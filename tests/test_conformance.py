@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from pydantic import BaseModel
@@ -33,6 +35,10 @@ class _Settings(StrictModel):
 
 class _LooseSettings(BaseModel):  # ignores unknown keys: a typo would pass unnoticed
     code_dim: int = 4
+
+
+class _UntypedSettings(StrictModel):  # takes anything: nonsense reaches the network
+    code_dim: Any = 4
 
 
 class _Tiny(Autoencoder):
@@ -97,6 +103,7 @@ def test_the_check_passes_a_correct_variant():
 
 @pytest.mark.parametrize("network, settings, complaint", [
     (_Tiny, _LooseSettings, "unknown keys"),
+    (_Tiny, _UntypedSettings, "bad setting 'code_dim'|'code_dim': .* were accepted"),
     (_RandomCodes, _Settings, "not a random draw"),
     (_BatchDependent, _Settings, "rest of its batch"),
     (_UnsavedState, _Settings, "reloading"),

@@ -182,6 +182,7 @@ def test_a_failed_export_keeps_an_earlier_good_one_as_it_was(concrete_run, tmp_p
     (["--opset", "9"], "--opset 9"),
     (["--batch-sizes", "1,x"], "--batch-sizes"),
     (["--batch-sizes", "0"], "batch sizes"),
+    (["--batch-sizes", "1,100000000"], "from 1 to 4096"),
 ])
 def test_bad_options_are_refused_in_one_line(concrete_run, tmp_path, args, named):
     result = zoo("export", concrete_run, "--out", tmp_path / "out", *args)

@@ -79,6 +79,25 @@ def test_the_runtime_never_imports_torch(decoders):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_zoo_sample_onnx_never_imports_torch(decoders, tmp_path):
+    _, path = decoders("cvae")
+    out = tmp_path / "sevens.png"
+    code = textwrap.dedent(f"""
+        import sys
+        from cmnist_zoo.cli import main
+        sys.argv = ["zoo", "sample", "--onnx", {str(path)!r}, "--label", "七", "--out", {str(out)!r}]
+        try:
+            main()
+        except SystemExit as exit:
+            assert not exit.code, exit.code
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+        assert not loaded, loaded
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert out.stat().st_size > 0
+
+
 def test_the_embedding_snippet_in_the_docstring_works(decoders, tmp_path):
     """The dozen lines the README shows, run as written (only the path changed) in a process without torch."""
     _, path = decoders("cvae")

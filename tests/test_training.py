@@ -38,6 +38,9 @@ def test_a_run_directory_holds_everything_promised(concrete_run):
     (["--set", "model.loss=l1"], "model settings (variant 'concrete'): loss"),
     (["--lr", "-1"], "lr"),
     (["--batch-size", "0"], "batch_size"),
+    (["--batch-size", "1"], "batch_size"),  # batch norm cannot train on one image
+    (["--seed", str(2**32)], "seed"),
+    (["--set", "model.widths=[-1,8,8]"], "widths.0"),
     (["--set", "device=tpu"], "device"),
 ])
 def test_config_mistakes_are_refused_naming_the_field(tmp_path, args, named):

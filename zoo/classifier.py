@@ -301,7 +301,7 @@ def judge_model(reference: ReferenceClassifier, model, test_images: np.ndarray, 
     labels so conditional models show the same mix of characters) the Fréchet distance to the test images and, for
     conditional models, the share recognised as the character asked for. Models without a prior are sampled through
     `fit_prior` (see draw_samples), and skipped without it."""
-    from cmnist_zoo.model import NoPriorError
+    from cmnist_zoo.errors import NoPriorError
 
     predictions, real_features = reference.embed(test_images)
     figures: dict[str, float | int | str] = {

@@ -44,13 +44,18 @@ class ZooGroup(click.Group):
 def cli():
     """A zoo of autoencoders for handwritten Chinese numerals (Chinese MNIST).
 
-    Data comes from --data PATH (the Chinese MNIST zip or its unpacked folder), else the ZOO_DATA environment
-    variable, else a built-in synthetic stand-in.
+    `zoo train` takes its data from --data PATH (the Chinese MNIST zip or its unpacked folder), else the ZOO_DATA
+    environment variable, else a built-in synthetic stand-in. A run remembers its data, so evaluate, sample and
+    export need --data only when it has moved.
     """
 
 
 DATA_OPTION = click.option("--data", metavar="PATH|synthetic",
                            help="Chinese MNIST zip or folder; default: $ZOO_DATA, else the synthetic stand-in.")
+# A trained run remembers its data (and its content hash); --data only says where that data is now.
+RUN_DATA_OPTION = click.option("--data", metavar="PATH|synthetic",
+                               help="Where the run's data is now, if it moved [where it was trained]; it must "
+                                    "be the same data.")
 
 
 @cli.command("list")
@@ -97,7 +102,7 @@ def _schema_lines(config_class) -> str:
 @click.argument("variant", required=False)
 @DATA_OPTION
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training images [20].")
-@click.option("--batch-size", type=int, help="Images per step [64].")
+@click.option("--batch-size", type=int, help="Images per step, 2 or more [64].")
 @click.option("--lr", type=float,
               help="Peak Adam learning rate [2e-3]; it falls to 0 on a cosine unless --set schedule=constant.")
 @click.option("--seed", type=int, help="Seeds the split, the weights and the batch order [0].")
@@ -117,7 +122,8 @@ def train(variant, data, epochs, batch_size, lr, seed, split, device, out, confi
     """Train VARIANT (see `zoo list`) and write a run directory.
 
     The run directory gets config.json, model.safetensors (best on validation), checkpoint.safetensors (last
-    epoch, for --resume), metrics.jsonl, reconstructions.png and loss.png. Ctrl-C keeps the last complete epoch.
+    epoch, for --resume), metrics.jsonl, reconstructions.png, loss.png and codes.png, and for models with a prior
+    samples.png and interpolation.png. Ctrl-C keeps the last complete epoch.
     """
     from cmnist_zoo import training
     from cmnist_zoo.config import merge_settings, read_json_file
@@ -148,7 +154,7 @@ def train(variant, data, epochs, batch_size, lr, seed, split, device, out, confi
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@DATA_OPTION
+@RUN_DATA_OPTION
 @click.option("--quiet", is_flag=True, help="Print nothing but the table.")
 @click.option("--no-classifier", is_flag=True,
               help="Skip the reference classifier's figures (it is trained once per data set and split, then cached).")
@@ -174,11 +180,11 @@ def evaluate(run_dir, data, quiet, no_classifier):
 @click.option("--n", "count", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Images to draw; for a conditional model without --label, images of each character.")
 @click.option("--label", metavar="CHAR|CODE", help="Draw this character (七, or its code 8); conditional models only.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seeds the codes: the same seed gives the same images.")
+@click.option("--seed", type=click.IntRange(0, 2**53 - 1), default=0, show_default=True,
+              help="Seeds the codes: the same seed gives the same images (here, with --onnx and in the web page).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.png",
               help="Where to write the grid [RUN_DIR/samples-{all|codeN}-seedS.png; with --onnx, beside FILE].")
-@DATA_OPTION
+@RUN_DATA_OPTION
 def sample(run_dir, onnx_file, count, label, seed, out, data):
     """Draw new images from RUN_DIR's model: from its prior (of the chosen character for conditional models; without
     --label, one row per character).
@@ -213,7 +219,7 @@ def sample(run_dir, onnx_file, count, label, seed, out, data):
 @click.option("--opset", type=int, help="ONNX opset version, 13 or more [18].")
 @click.option("--batch-sizes", default="1,7,256", show_default=True,
               help="Batch sizes each graph must run at and agree with PyTorch at.")
-@DATA_OPTION
+@RUN_DATA_OPTION
 @click.option("--quiet", is_flag=True, help="Print only the files written.")
 @click.option("--web", "web_dir", type=click.Path(path_type=Path, file_okay=False), metavar="OUT_DIR",
               help="Write a static web page that draws with the fp32 decoder instead (RUN_DIR may then be an "

@@ -13,6 +13,9 @@ __all__ = ["StrictModel", "TrainSettings", "ValidationError", "describe_errors",
 from cmnist_zoo.errors import ZooError
 
 
+MAX_TRAIN_SEED = 2**32 - 1
+
+
 class StrictModel(BaseModel):
     """Base for every settings model: unknown keys are refused, not ignored."""
 
@@ -23,11 +26,13 @@ class TrainSettings(StrictModel):
     """How a variant is trained; the same for every variant."""
 
     epochs: int = Field(20, ge=1, le=10_000, description="passes over the training images")
-    batch_size: int = Field(64, ge=1, le=65_536, description="images per optimiser step")
+    batch_size: int = Field(64, ge=2, le=65_536,
+                            description="images per optimiser step (batch norm needs 2 or more)")
     lr: float = Field(2e-3, gt=0, le=1.0, description="peak Adam learning rate")
     schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="cosine: the learning rate falls from lr to 0 over the run; constant: it stays at lr")
-    seed: int = Field(0, ge=0, description="seeds the split, the initial weights and the batch order")
+    seed: int = Field(0, ge=0, le=MAX_TRAIN_SEED,
+                      description="seeds the split, the initial weights and the batch order")
     split: Literal["writer", "image"] = Field(
         "writer", description="'writer': 70/15/15 of the writers; 'image': the study's random 70/30 of the images")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto picks CUDA when present")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class NoPriorError(Exception):
-    """Raised by models that have no generative prior to sample from."""
+from cmnist_zoo.errors import NoPriorError  # noqa: F401  (raised by sample_codes; importable from here too)
 
 
 class Autoencoder(nn.Module):

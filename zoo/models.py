@@ -21,7 +21,13 @@ def build_model(variant_name: str, values: dict[str, Any] | None = None, where: 
     from cmnist_zoo.model import Autoencoder
 
     config = resolve_model_config(variant_name, values, where)
-    model = get_variant(variant_name).variant.build(config)
+    try:
+        model = get_variant(variant_name).variant.build(config)
+    except ZooError:
+        raise
+    except Exception as exc:  # settings the config allowed but the network cannot take are the settings' fault
+        raise ZooError(f"variant {variant_name!r} could not build its network from {where}: "
+                       f"{type(exc).__name__}: {exc}") from None
     if not isinstance(model, Autoencoder):
         raise ZooError(f"variant {variant_name!r} built a {type(model).__name__}, not a cmnist_zoo.model.Autoencoder")
     return model, config

@@ -120,7 +120,7 @@ def write_run_pictures(run_dir: Path, dataset, split) -> None:
     """Pictures of a finished run, drawn with its best weights."""
     import torch
 
-    from cmnist_zoo.model import NoPriorError
+    from cmnist_zoo.errors import NoPriorError
     from cmnist_zoo.runs import load_run, read_metrics
     from cmnist_zoo.training import as_batch
 

@@ -8,32 +8,17 @@ of its training images instead, which is said on stderr.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cmnist_zoo.charset import NUM_CLASSES, parse_label
-from cmnist_zoo.errors import ZooError
+from cmnist_zoo.charset import NUM_CLASSES
+from cmnist_zoo.errors import NoPriorError, ZooError
 from cmnist_zoo.exporters.runtime import draw_latents
-from cmnist_zoo.model import NoPriorError
-from cmnist_zoo.pictures import label_text, save_grid
-
-ROW_LENGTH = 10
-
-
-@dataclass
-class Samples:
-    images: np.ndarray  # float [N, 64, 64] in [0, 1]
-    codes: np.ndarray  # the character code (1..15) of each image, or 0 for unconditional models
-    per_row: int
-    note: str = ""  # one line for stderr, when the samples did not come from the model's own prior
-
-    def row_titles(self) -> list[str] | None:
-        if not self.codes.any():
-            return None
-        return [label_text(int(c)) for c in self.codes[::self.per_row]]
+from cmnist_zoo.pictures import save_grid
+from cmnist_zoo.sample_grid import (ROW_LENGTH, Samples, check_output, default_output, describe,
+                                     parse_class)
 
 
 class FittedGaussian:
@@ -46,20 +31,6 @@ class FittedGaussian:
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
         return self.mean + self.std * torch.from_numpy(draw_latents(n, len(self.mean), seed))
-
-
-def parse_class(label: str | None, num_classes: int, what: str) -> int | None:
-    """The character code (1..15) asked for, checked against what the model can condition on."""
-    if label is None:
-        return None
-    try:
-        code = parse_label(label)
-    except ValueError as exc:
-        raise ZooError(f"--label: {exc}") from None
-    if not num_classes:
-        raise ZooError(f"--label {label}: {what} takes no class, so it cannot draw a chosen character; "
-                       "leave out --label")
-    return code
 
 
 def prior_codes(model, n: int, seed: int, fit_prior=None) -> tuple[torch.Tensor, FittedGaussian | None]:
@@ -112,11 +83,6 @@ def fit_training_codes(run, data: str | None) -> FittedGaussian:
     return FittedGaussian(torch.cat(codes))
 
 
-def default_output(run_dir: Path, code: int | None, seed: int) -> Path:
-    which = f"code{code}" if code else "all"
-    return Path(run_dir) / f"samples-{which}-seed{seed}.png"
-
-
 def sample_run(run_dir: Path, n: int, label: str | None, seed: int, out: Path | None = None,
                data: str | None = None) -> tuple[Path, Samples]:
     """Draw from a run's model and save the grid; returns where it went and the samples (whose note, if any, is for
@@ -134,17 +100,3 @@ def sample_run(run_dir: Path, n: int, label: str | None, seed: int, out: Path | 
     save_grid(path, samples.images, samples.per_row, f"{run.variant}: {describe(code, run.model.num_classes)}, "
               f"seed {seed}", samples.row_titles())
     return path, samples
-
-
-def check_output(path: Path) -> None:
-    if path.suffix.lower() != ".png":
-        raise ZooError(f"--out {path}: the samples are written as a PNG; give a file name ending in .png")
-    if not path.parent.is_dir():
-        raise ZooError(f"--out {path}: the folder {path.parent} does not exist")
-
-
-def describe(code: int | None, num_classes: int) -> str:
-    """A title in plain ASCII, since the default plotting fonts have no CJK glyphs."""
-    if code:
-        return f"samples of the character for {label_text(code)} (code {code})"
-    return "samples, one row per character" if num_classes else "samples from the prior"

@@ -48,6 +48,9 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ZooError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ZooError(f"device {name!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                       "device(s), numbered from 0")
     return torch.device(name)
 
 

@@ -2,8 +2,8 @@
 
 Each file is written under a temporary name, checked (onnx.checker with full_check, strict shape inference, parity
 with PyTorch at every batch size tried, see parity.py) and only then renamed to its real name, beside its report
-PART[.PRECISION].parity.json. A file that fails is deleted and its report kept as PART[.PRECISION].parity-failed.json,
-so nothing that failed can be taken for a good export.
+PART[.PRECISION].parity.json. A file that fails any check is deleted, so nothing that failed can be taken for a good
+export; when parity is what failed, its figures are kept as PART[.PRECISION].parity-failed.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`zoo export --web`: a folder of static files in which a web page draws with a run's decoder, via onnxruntime-web.
 
 The bundle holds the page (index.html, app.js, style.css, shipped in exporters/web/), the decoder as decoder.onnx
-(with its parity report), model.json and onnxruntime-web under ort/. Any static file server can serve it; it needs
+(with its parity report, decoder.parity.json, when there is one), model.json and onnxruntime-web under ort/. Any static file server can serve it; it needs
 no Python and no network. model.json is the decoder's ONNX metadata as it is in the file: onnxruntime-web's
 InferenceSession exposes input and output names but not a model's metadata_props, and the page needs them (latent
 size, classes, image shape, prior).
@@ -91,17 +91,21 @@ def _reusable_export(run_dir: Path, opset: int, batch_sizes: Sequence[int]) -> P
     return decoder if proven and report.get("run_sha256") == sha256_of(run_dir / MODEL) else None
 
 
-def place_decoder(source: Path, folder: Path, opset: int, data: str | None, batch_sizes: Sequence[int],
+def place_decoder(source: Path, folder: Path, opset: int | None, data: str | None, batch_sizes: Sequence[int],
                   quiet: bool) -> str:
-    """Put the decoder at folder/decoder.onnx: the exported file given (as it is), the run's passing fp32 export,
-    or a fresh fp32 export of the run (proven by its parity check); says which."""
-    from cmnist_zoo.exporters.export import export_run
-
+    """Put the decoder at folder/decoder.onnx: the exported file given (as it is, with its parity report when one
+    lies beside it), the run's passing fp32 export, or a fresh fp32 export of the run (proven by its parity check);
+    says which. Only the last two need torch."""
     target = folder / DECODER
     if source.is_file():
-        if source.resolve() != target.resolve():
-            shutil.copyfile(source, target)
+        report = source.with_name(f"{source.stem}.parity.json")
+        for given, placed in ((source, target), (report, folder / DECODER_REPORT)):
+            if given.is_file() and given.resolve() != placed.resolve():
+                shutil.copyfile(given, placed)
         return f"copied from {source}"
+    from cmnist_zoo.exporters.export import DEFAULT_OPSET, export_run
+
+    opset = DEFAULT_OPSET if opset is None else opset
     reusable = _reusable_export(source, opset, batch_sizes) if source.is_dir() else None
     if reusable is not None:
         for name in (DECODER, DECODER_REPORT):
@@ -113,7 +117,7 @@ def place_decoder(source: Path, folder: Path, opset: int, data: str | None, batc
     return f"exported from {source}"
 
 
-def export_web(source: Path, out: Path, opset: int, data: str | None = None,
+def export_web(source: Path, out: Path, opset: int | None = None, data: str | None = None,
                batch_sizes: Sequence[int] = (1, 7, 256), quiet: bool = False) -> WebBundle:
     """Write the web bundle for a run directory (its decoder exported, or its passing export reused) or for an
     exported decoder file."""

@@ -88,3 +88,14 @@ def assert_clean_failure(result, *expected: str) -> None:
     assert isinstance(result.exception, SystemExit), f"an exception escaped:\n{escaped}"
     for text in expected:
         assert text in result.output, f"{text!r} not in the output:\n{result.output}"
+
+
+def installed_variants() -> list[str]:
+    """The variants the registry holds, for parametrising a test over every installed one (third parties' too)."""
+    from cmnist_zoo.registry import list_variants, reset_registry
+
+    reset_registry()
+    try:
+        return [v.name for v in list_variants()]
+    finally:
+        reset_registry()

@@ -14,7 +14,6 @@ from cmnist_zoo import classifier
 from cmnist_zoo.cli import cli
 from cmnist_zoo.data import load_dataset
 from cmnist_zoo.evaluation import evaluate_run
-from cmnist_zoo.models import build_model
 from cmnist_zoo.runs import EVAL
 from cmnist_zoo.splits import make_split
 
@@ -71,7 +70,9 @@ def test_evaluate_reports_what_the_classifier_recognises(concrete_run):
     figures = json.loads((concrete_run / EVAL).read_text())["classifier"]
     assert figures == report["classifier"]
     assert figures["test_accuracy"] > 4 * CHANCE
-    assert 0 <= figures["reconstruction_accuracy"] <= 1 and 0 <= figures["pca_64_accuracy"] <= 1
+    # PCA with 64 components keeps most of each tiny test image, so the character survives it
+    assert figures["pca_64_accuracy"] > 2 * CHANCE
+    assert 0 <= figures["reconstruction_accuracy"] <= 1
     # every all-black image gets the same class, and the test writers wrote each character equally often
     assert figures["all_black_accuracy"] == pytest.approx(CHANCE)
     # concrete has no prior: its samples come from a Gaussian fitted to its training codes, as in `zoo sample`

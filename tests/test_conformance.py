@@ -12,19 +12,13 @@ from torch import nn
 from cmnist_zoo import Variant, hookimpl
 from cmnist_zoo.config import StrictModel
 from cmnist_zoo.model import Autoencoder
-from cmnist_zoo.registry import get_registry, list_variants, reset_registry
+from cmnist_zoo.registry import get_registry
 from cmnist_zoo.testing import check_variant
 
-
-def _installed() -> list[str]:
-    reset_registry()
-    try:
-        return [v.name for v in list_variants()]
-    finally:
-        reset_registry()
+from conftest import installed_variants
 
 
-@pytest.mark.parametrize("name", _installed())
+@pytest.mark.parametrize("name", installed_variants())
 def test_installed_variant_conforms(name):
     check_variant(name)
 

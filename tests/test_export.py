@@ -20,22 +20,13 @@ from cmnist_zoo.exporters import export as export_module
 from cmnist_zoo.exporters import graphs
 from cmnist_zoo.exporters.export import ParityFailed, export_run, file_names
 from cmnist_zoo.exporters.parity import TOLERANCES, Tolerance
-from cmnist_zoo.registry import list_variants, reset_registry
 from cmnist_zoo.runs import MODEL, load_run
 
-from conftest import assert_clean_failure, train_tiny
+from conftest import assert_clean_failure, installed_variants, train_tiny
 
 # Small batches keep the tests quick; 1 and an odd size, neither of them the batch the graphs are traced at.
 BATCHES = (1, 3)
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def _installed() -> list[str]:
-    reset_registry()
-    try:
-        return [v.name for v in list_variants()]
-    finally:
-        reset_registry()
 
 
 def run_of(request, variant: str, tmp_path_factory):
@@ -46,7 +37,7 @@ def run_of(request, variant: str, tmp_path_factory):
         return train_tiny(variant, tmp_path_factory.mktemp("runs") / variant)
 
 
-@pytest.fixture(scope="module", params=_installed())
+@pytest.fixture(scope="module", params=installed_variants())
 def exported(request, tmp_path_factory):
     """Both parts of one variant at every precision (int8 calibrated on fewer images than a user's export)."""
     run = run_of(request, request.param, tmp_path_factory)

@@ -24,8 +24,8 @@ from cmnist_zoo.exporters.runtime import Decoder, RuntimeInputError, draw_latent
 from cmnist_zoo.runs import load_run
 from cmnist_zoo.sampling import fit_training_codes
 
-from conftest import assert_clean_failure
-from test_export import _installed, run_of
+from conftest import assert_clean_failure, installed_variants
+from test_export import run_of
 
 SNIPPET_PATH = "runs/cvae/export/decoder.onnx"
 
@@ -49,7 +49,7 @@ def zoo(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("variant", _installed())
+@pytest.mark.parametrize("variant", installed_variants())
 def test_runtime_images_equal_pytorch_for_the_same_latents(decoders, variant):
     run_dir, path = decoders(variant)
     model = load_run(run_dir).model

@@ -165,7 +165,8 @@ def draw(page, seed: int, character: str | None = None) -> np.ndarray:
 
 
 def bundle_of(source: Path, out: Path, *extra) -> Path:
-    result = zoo("export", source, "--web", out, "--batch-sizes", "1,3", *extra)
+    small = ["--batch-sizes", "1,3"] if source.is_dir() else []  # a run's decoder is exported; a file is copied
+    result = zoo("export", source, "--web", out, *small, *extra)
     assert result.exit_code == 0, result.output
     return out
 
@@ -341,8 +342,20 @@ def test_without_onnxruntime_web_the_error_gives_the_npm_command(tmp_path, monke
 
 
 def test_web_takes_no_options_of_the_other_exports(tmp_path):
-    result = zoo("export", "some-run", "--web", tmp_path / "bundle", "--precision", "int8", "--parts", "decoder")
+    (tmp_path / "some-run").mkdir()
+    result = zoo("export", tmp_path / "some-run", "--web", tmp_path / "bundle", "--precision", "int8", "--parts",
+                 "decoder")
     assert_clean_failure(result, "--parts, --precision cannot go with it")
+    decoder = handmade_decoder(tmp_path / "d.onnx", True, False)
+    result = zoo("export", decoder, "--web", tmp_path / "bundle", "--opset", "17", "--batch-sizes", "1,3")
+    assert_clean_failure(result, f"the page around {decoder} as it is; --opset, --batch-sizes cannot go with it")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_bundle_of_an_exported_file_keeps_its_parity_report(ort_web, concrete_run, tmp_path):
+    export_run(concrete_run, tmp_path / "export", parts=["decoder"], batch_sizes=(1, 3), quiet=True)
+    bundle = bundle_of(tmp_path / "export" / "decoder.onnx", tmp_path / "bundle")
+    assert (bundle / "decoder.parity.json").read_bytes() == (tmp_path / "export" / "decoder.parity.json").read_bytes()
 
 
 def test_the_locked_onnxruntime_web_is_the_one_the_exporter_names():

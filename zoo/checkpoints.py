@@ -92,13 +92,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise ZooError(f"{path} is not a cmnist-zoo training checkpoint") from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _load_state(model, model_state, path, variant)
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for index, values in opt_meta["scalars"].items():
-        state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
+    try:  # a file edited by hand or written by something else fails here, not deep inside torch
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        for index, values in opt_meta["scalars"].items():
+            state.setdefault(int(index), {}).update(values)
+        optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ZooError(f"{path}: its optimiser or random-number state is damaged ({type(exc).__name__}: {exc}); "
+                       "it cannot be resumed") from None
     return progress

@@ -21,12 +21,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from cmnist_zoo.charset import NUM_CLASSES
 from cmnist_zoo.data import Dataset, cache_dir
 from cmnist_zoo.runs import atomic_write
 from cmnist_zoo.splits import Split
 
 FORMAT = "cmnist-zoo-classifier/1"
-NUM_CLASSES = 15
 FEATURES = 256
 EPOCHS = 8
 MAX_BATCH = 128

@@ -235,9 +235,6 @@ def export(run_dir, out, parts, precisions, opset, batch_sizes, data, quiet, web
     With --web OUT_DIR: the page, the decoder (the run's passing export reused, else exported) and onnxruntime-web
     (installed by `npm ci --prefix web` in the repository) go to OUT_DIR; any static file server can serve it.
     """
-    from cmnist_zoo.exporters.export import DEFAULT_OPSET, export_run
-    from cmnist_zoo.exporters.parity import summarize
-
     def comma_list(text: str) -> list[str]:
         return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -250,15 +247,23 @@ def export(run_dir, out, parts, precisions, opset, batch_sizes, data, quiet, web
         from cmnist_zoo.exporters.web import export_web
 
         source_of = click.get_current_context().get_parameter_source
-        clashing = [flag for flag, name in (("--out", "out"), ("--parts", "parts"), ("--precision", "precisions"))
-                    if source_of(name) is click.core.ParameterSource.COMMANDLINE]
+        given = [flag for flag, name in (("--out", "out"), ("--parts", "parts"), ("--precision", "precisions"),
+                                         ("--data", "data"), ("--opset", "opset"), ("--batch-sizes", "batch_sizes"))
+                 if source_of(name) is click.core.ParameterSource.COMMANDLINE]
+        # an exported file is copied as it is: the options of an export do not apply to it either
+        clashing = [flag for flag in given if flag in ("--out", "--parts", "--precision")] if run_dir.is_dir() \
+            else given
         if clashing:
-            raise ZooError(f"--web writes the fp32 decoder and its page; {', '.join(clashing)} cannot go with it")
-        bundle = export_web(run_dir, web_dir, DEFAULT_OPSET if opset is None else opset, data, sizes, quiet)
+            what = "the fp32 decoder and its page" if run_dir.is_dir() else f"the page around {run_dir} as it is"
+            raise ZooError(f"--web writes {what}; {', '.join(clashing)} cannot go with it")
+        bundle = export_web(run_dir, web_dir, opset, data, sizes, quiet)
         click.echo(str(bundle.folder) if quiet else f"wrote the web page to {bundle.folder} (decoder: "
                                                     f"{bundle.origin}); serve it with `python -m http.server -d "
                                                     f"{bundle.folder}` and open http://localhost:8000/")
         return
+    from cmnist_zoo.exporters.export import DEFAULT_OPSET, export_run
+    from cmnist_zoo.exporters.parity import summarize
+
     exported = export_run(run_dir, out, comma_list(parts), comma_list(precisions),
                           DEFAULT_OPSET if opset is None else opset, data, sizes, quiet)
     for item in exported:

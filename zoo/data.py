@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cmnist_zoo.charset import CHARACTERS, VALUES
 from cmnist_zoo.errors import ZooError
+from cmnist_zoo.runs import atomic_write
 
 SYNTHETIC = "synthetic"
 CSV_NAME = "chinese_mnist.csv"
@@ -43,10 +44,6 @@ class Dataset:
     samples: np.ndarray  # int64 [N], the repetition 1..10
     source: str
     source_hash: str
-
-    @property
-    def synthetic(self) -> bool:
-        return self.source.startswith(SYNTHETIC)
 
     @property
     def labels(self) -> np.ndarray:
@@ -120,12 +117,13 @@ def _cached(name: str, source: str, source_hash: str, build) -> Dataset:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
     except OSError as exc:
         print(f"warning: could not write the data cache {path}: {exc}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cmnist_zoo.charset import CHARACTERS, VALUES  # noqa: F401  (VALUES re-exported for callers)
+from cmnist_zoo.charset import CHARACTERS
 
 SIZE = 64
 _OVERSAMPLE = 4

@@ -15,9 +15,8 @@ from skimage.metrics import structural_similarity
 
 from cmnist_zoo.runs import EVAL, load_run, write_json
 from cmnist_zoo.splits import make_split
-from cmnist_zoo.training import as_batch, load_run_data
+from cmnist_zoo.training import load_run_data, map_batches
 
-BATCH = 512
 _EPS = 1e-6
 
 
@@ -44,14 +43,8 @@ def pca_reconstruct(train: np.ndarray, test: np.ndarray, components: int, seed: 
     return recon.clamp(0, 1).reshape(test.shape).numpy()
 
 
-@torch.no_grad()
 def reconstruct_all(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    out = []
-    for start in range(0, len(images), BATCH):
-        x = as_batch(torch.from_numpy(images[start:start + BATCH]), torch.device("cpu"))
-        y = torch.from_numpy(labels[start:start + BATCH])
-        out.append(model.reconstruct(x, y)[:, 0].numpy())
-    return np.concatenate(out)
+    return map_batches(lambda x, y: model.reconstruct(x, y)[:, 0], images, labels)
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False, classifier: bool = True

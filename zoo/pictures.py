@@ -142,18 +142,10 @@ def write_run_pictures(run_dir: Path, dataset, split) -> None:
         pass  # deterministic autoencoders have nothing to sample
 
 
-def _encode_all(model, dataset, indices: np.ndarray, batch: int = 512) -> np.ndarray:
-    import torch
+def _encode_all(model, dataset, indices: np.ndarray) -> np.ndarray:
+    from cmnist_zoo.training import map_batches
 
-    from cmnist_zoo.training import as_batch
-
-    codes = []
-    with torch.no_grad():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start:start + batch]
-            x = as_batch(torch.from_numpy(dataset.images[chunk]), torch.device("cpu"))
-            codes.append(model.encode(x, torch.from_numpy(dataset.labels[chunk])).numpy())
-    return np.concatenate(codes)
+    return map_batches(model.encode, dataset.images[indices], dataset.labels[indices])
 
 
 def interpolation_ends(dataset, indices: np.ndarray) -> tuple[int, int]:

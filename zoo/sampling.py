@@ -70,17 +70,12 @@ def draw(model, n: int, code: int | None, seed: int, fit_prior=None) -> Samples:
 def fit_training_codes(run, data: str | None) -> FittedGaussian:
     """Encode a run's training images and fit a diagonal Gaussian to their codes."""
     from cmnist_zoo.splits import make_split
-    from cmnist_zoo.training import as_batch, load_run_data
+    from cmnist_zoo.training import load_run_data, map_batches
 
     dataset = load_run_data(run.config, data, quiet=True)
     indices = make_split(dataset, run.config["train"]["split"], run.config["train"]["seed"]).train
-    codes = []
-    with torch.no_grad():
-        for start in range(0, len(indices), 512):
-            chunk = indices[start:start + 512]
-            x = as_batch(torch.from_numpy(dataset.images[chunk]), torch.device("cpu"))
-            codes.append(run.model.encode(x, torch.from_numpy(dataset.labels[chunk])))
-    return FittedGaussian(torch.cat(codes))
+    return FittedGaussian(torch.from_numpy(map_batches(run.model.encode, dataset.images[indices],
+                                                       dataset.labels[indices])))
 
 
 def sample_run(run_dir: Path, n: int, label: str | None, seed: int, out: Path | None = None,

@@ -60,6 +60,18 @@ def as_batch(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last)
 
 
+@torch.no_grad()
+def map_batches(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], images: np.ndarray, labels: np.ndarray,
+                batch: int = EVAL_BATCH) -> np.ndarray:
+    """step(x, y) over uint8 images and their labels in batches on the CPU (x as `as_batch` makes it), the outputs
+    joined: for the codes, reconstructions and the like of thousands of images without holding them all as floats."""
+    out = []
+    for start in range(0, len(images), batch):
+        x = as_batch(torch.from_numpy(images[start:start + batch]), torch.device("cpu"))
+        out.append(step(x, torch.from_numpy(labels[start:start + batch])).numpy())
+    return np.concatenate(out)
+
+
 def versions() -> dict[str, str]:
     return {"cmnist_zoo": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

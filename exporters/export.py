@@ -213,7 +213,9 @@ def _chunks(inputs: dict[str, np.ndarray], conditional: bool) -> Iterator[dict[s
 def calibration_batches(model, part: str, dataset, split) -> list[dict[str, np.ndarray]]:
     """Training inputs for int8 calibration: training images, or for a decoder their codes."""
     rng = np.random.default_rng(SEED)
-    chosen = np.sort(rng.choice(split.train, min(CALIBRATION_IMAGES, len(split.train)), replace=False))
+    count = min(CALIBRATION_IMAGES, len(split.train))
+    count -= count % CHUNK if count > CHUNK else 0  # batches of one size: the percentile calibrator stacks them
+    chosen = np.sort(rng.choice(split.train, count, replace=False))
     conditional = model.num_classes > 0
     batches = list(_chunks({IMAGE_INPUT: _as_images(dataset.images[chosen]),
                             LABEL_INPUT: dataset.labels[chosen].astype(np.int64)}, conditional))
@@ -280,7 +282,17 @@ def export_run(run_dir: Path, out: Path | None = None, parts: Sequence[str] = PA
     dataset = load_run_data(run.config, data, quiet)
     split = make_split(dataset, run.config["train"]["split"], run.config["train"]["seed"])
     out = Path(out) if out else run.directory / "export"
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export_parts(run, model, dataset, split, out, parts, precisions, opset, data, batch_sizes)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed export leaves no empty folder that looks like an export
+
+
+def _export_parts(run, model, dataset, split, out: Path, parts: Sequence[str], precisions: Sequence[str],
+                  opset: int, data: str | None, batch_sizes: Sequence[int]) -> list[Exported]:
     run_sha256 = sha256_of(run.directory / MODEL)
     prior = prior_metadata(run, data) if "decoder" in parts else {}
     exported = []
@@ -291,7 +303,12 @@ def export_run(run_dir: Path, out: Path | None = None, parts: Sequence[str] = PA
         for precision in precisions:
             calibration = calibration_batches(model, part, dataset, split) if precision == "int8" else None
             meta = metadata(run, part, precision, opset, run_sha256, exporter) | (prior if part == "decoder" else {})
-            graph = stamp(convert(fp32, precision, calibration), meta)
+            try:
+                graph = stamp(convert(fp32, precision, calibration), meta)
+            except Exception as exc:  # onnx / onnxruntime converters: their failure is not the user's input
+                raise ZooError(f"converting the {part} to {precision} failed ({type(exc).__name__}: "
+                               f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
+                               "the other precisions may still work") from None
             name, report_name, _ = file_names(part, precision)
             report = {"file": name, "part": part, "precision": precision, "variant": run.variant,
                       "run": str(run.directory), "run_sha256": run_sha256, "opset": opset,

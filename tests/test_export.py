@@ -185,3 +185,13 @@ def test_bad_options_are_refused_in_one_line(concrete_run, tmp_path, args, named
 def test_a_missing_run_is_refused(tmp_path):
     with pytest.raises(ZooError, match="does not exist"):
         export_run(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_int8_calibrates_on_a_training_split_smaller_than_its_sample(tmp_path):
+    from cmnist_zoo import training
+
+    # 4 writers leave 300 training images: fewer than the 512 calibration images, and not a whole number of batches
+    run = training.start("concrete", "synthetic:4", {"epochs": 1}, {}, tmp_path / "run", quiet=True).fit()
+    result = zoo("export", run, "--parts", "decoder", "--precision", "int8", "--batch-sizes", "1,3")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (run / "export" / "decoder.int8.onnx").is_file()

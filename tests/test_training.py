@@ -195,6 +195,8 @@ def test_incomplete_run_directory_is_explained(concrete_run, tmp_path):
     assert_clean_failure(result, "model.safetensors is missing")
     result = run_cli("evaluate", tmp_path)
     assert_clean_failure(result, "config.json is missing")
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert_clean_failure(run_cli("evaluate", tmp_path / "notes.txt"), "is a file, not a run directory")
 
 
 @pytest.mark.parametrize("missing", ["train", "data", "data.hash", "variant"])

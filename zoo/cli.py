@@ -59,7 +59,9 @@ RUN_DATA_OPTION = click.option("--data", metavar="PATH|synthetic",
 
 
 @cli.command("list")
-@click.option("--schema", is_flag=True, help="Also show each variant's settings (for --set model.KEY=VALUE).")
+@click.option("--schema", is_flag=True,
+              help="Also show each variant's settings (--set model.KEY=VALUE) and the training settings every "
+                   "variant shares (--set KEY=VALUE).")
 @click.argument("pattern", default="*")
 def list_command(schema: bool, pattern: str):
     """List the installed variants and the plugins that provide them (PATTERN: a wildcard such as 'c*')."""
@@ -75,26 +77,47 @@ def list_command(schema: bool, pattern: str):
             click.echo(_schema_lines(v.variant.config))
     if not variants:
         click.echo(f"no variant matches {pattern!r}")
+    if schema:
+        from cmnist_zoo.config import TrainSettings
+
+        click.echo(f"training settings, shared by every variant:\n{_schema_lines(TrainSettings, prefix='')}")
     for failure in registry.failures:
         click.echo(f"! plugin {failure.plugin} ({failure.distribution or 'unknown distribution'}) not loaded: "
                    f"{failure.reason}", err=True)
 
 
 def _type_name(annotation) -> str:
-    from typing import Literal, get_args, get_origin
+    """A settings type as a user would write it: int, bce|mse, tuple[int, int, int]."""
+    import types
+    from typing import Annotated, Literal, Union, get_args, get_origin
 
-    if get_origin(annotation) is Literal:
-        return "|".join(str(a) for a in get_args(annotation))
-    if get_origin(annotation) is not None:
-        return str(annotation).replace("typing.", "")
-    return getattr(annotation, "__name__", str(annotation))
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def _schema_lines(config_class) -> str:
+def _limits(metadata) -> str:
+    """A field's numeric limits as a range: (1..4096), (> 0, ..1.0)."""
+    bounds = {key: getattr(m, key) for m in metadata for key in ("ge", "gt", "le", "lt") if hasattr(m, key)}
+    if not bounds:
+        return ""
+    low = f"{bounds['ge']}" if "ge" in bounds else f"> {bounds['gt']}, " if "gt" in bounds else ""
+    high = f"..{bounds['le']}" if "le" in bounds else f"..< {bounds['lt']}" if "lt" in bounds else ".."
+    return f" ({low}{high})"
+
+
+def _schema_lines(config_class, prefix: str = "model.") -> str:
     lines = []
     for name, field in config_class.model_fields.items():
-        kind = _type_name(field.annotation)
-        lines.append(f"    model.{name}: {kind} = {field.default!r}  {field.description or ''}".rstrip())
+        kind = _type_name(field.annotation) + _limits(field.metadata)
+        lines.append(f"    {prefix}{name}: {kind} = {field.default!r}  {field.description or ''}".rstrip())
     return "\n".join(lines) or "    (no settings)"
 
 

@@ -44,6 +44,8 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     from cmnist_zoo.config import read_json_file
 
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ZooError(f"{run_dir} is a file, not a run directory (the folder `zoo train --out` wrote)")
     if not run_dir.is_dir():
         raise ZooError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG).exists():

@@ -256,7 +256,8 @@ def resume(run_dir: Path, data: str | None = None, epochs: int | None = None, qu
     progress = load_checkpoint(run_dir / CHECKPOINT, trainer.model, trainer.optimizer, config["variant"])
     trainer.start_epoch, trainer.best_val = progress["epoch"], progress["best_val"]
     if trainer.start_epoch >= settings.epochs:
-        raise ZooError(f"{run_dir} already finished {trainer.start_epoch} epochs; pass --epochs N with N above "
+        done = f"{trainer.start_epoch} epoch{'s' if trainer.start_epoch != 1 else ''}"
+        raise ZooError(f"{run_dir} already finished {done}; pass --epochs N with N above "
                        f"{trainer.start_epoch} to train longer")
     kept = [m for m in read_metrics(run_dir) if m["epoch"] <= trainer.start_epoch]
     atomic_write(run_dir / METRICS, lambda p: p.write_text("".join(json.dumps(m) + "\n" for m in kept),

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="the data set (a path, or synthetic[:N]); default: $ZOO_DATA, else synthetic")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement; the fastest counts [3]")
-    parser.add_argument("--batch-size", type=int, help="images per step [the zoo's default, TrainSettings.batch_size]")
+    parser.add_argument("--batch-size", type=int, help="images per step [as `zoo train VARIANT` trains]")
     parser.add_argument("--variants", help="comma-separated variant names (default: every registered variant)")
     parser.add_argument("--threads", type=int, help="torch threads in each measurement [torch's default]")
     parser.add_argument("--out", type=Path, help="the JSON file [benchmarks/results/training.json]")
@@ -197,9 +197,18 @@ def child(args: argparse.Namespace) -> None:
     print(RESULT_PREFIX + json.dumps(result))
 
 
+def batch_size_of(variant: str, args: argparse.Namespace) -> int:
+    """--batch-size, else the batch `zoo train VARIANT` uses: the variant's own default, else the zoo's."""
+    from cmnist_zoo.config import TrainSettings
+    from cmnist_zoo.registry import get_variant
+
+    return args.batch_size or get_variant(variant).variant.train_defaults.get("batch_size",
+                                                                              TrainSettings().batch_size)
+
+
 def run_child(mode: str, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.training", "--child", mode, "--variant", variant,
-               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+               "--epochs", str(args.epochs), "--batch-size", str(batch_size_of(variant, args))]
     command += ["--data", args.data] if args.data else []
     command += ["--threads", str(args.threads)] if args.threads else []
     print(f"measuring {variant} ({mode})", file=sys.stderr)
@@ -256,10 +265,6 @@ def table_of(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.batch_size is None:
-        from cmnist_zoo.config import TrainSettings
-
-        args.batch_size = TrainSettings().batch_size
     if args.child:
         child(args)
         return {}
@@ -281,13 +286,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bare = run_child("bare", variant, args)
         pythae = run_child("pythae", variant, args) if has_pythae else {"skipped": "pythae is not installed"}
         rows.append(summarise(variant, trainer, bare, pythae))
-    notes = [f"Images per second of the fastest of {args.epochs} epochs, batch {args.batch_size}; "
+    batches = ", ".join(f"{v} {batch_size_of(v, args)}" for v in variants)
+    notes = [f"Images per second of the fastest of {args.epochs} epochs; batch sizes (as `zoo train` uses them): "
+             f"{batches}; "
              "time × bare: the Trainer's time per image over the bare loop's (target ≤ 1.2 for the training pass). "
              "Peak MiB: ru_maxrss of the measuring subprocess (target < 1024).",
              "pythae: " + ("its BaseTrainer on the same networks and data" if has_pythae else "not installed")]
     table = table_of(rows) + "\n\n" + "\n".join(notes)
     payload = {"data": args.data or os.environ.get("ZOO_DATA") or "synthetic", "epochs": args.epochs,
-               "batch_size": args.batch_size, "threads": args.threads, "rows": rows}
+               "batch_sizes": {v: batch_size_of(v, args) for v in variants}, "threads": args.threads, "rows": rows}
     write_results(args.out, NAME, machine, payload, table)
     return payload
 

@@ -30,4 +30,7 @@ def register_variants(register):
         description="deterministic conv autoencoder of the study (64/48/32 filters, 64-dim code)",
         config=ConcreteConfig,
         build=build,
+        # Twice the steps of the zoo's batch of 64 in the same 20 epochs: on the real data (writer split, seed 0)
+        # test NMSE 0.209 against 0.229 at batch 64, PCA-64 0.454 (benchmarks/README.md).
+        train_defaults={"batch_size": 32},
     ))

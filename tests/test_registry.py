@@ -151,6 +151,23 @@ def test_registering_something_that_is_not_a_variant_names_the_plugin():
     assert registry.list() == []
 
 
+@pytest.mark.parametrize("defaults, named", [({"batch_sise": 16}, "batch_sise"), ({"batch_size": 1}, "batch_size")])
+def test_training_defaults_a_variant_cannot_train_with_are_refused_naming_it(defaults, named):
+    module = types.ModuleType("odd")
+
+    @hookimpl
+    def register_variants(register):
+        register(Variant(name="odd", description="odd defaults", config=StrictModel, build=lambda c: None,
+                         train_defaults=defaults))
+
+    module.register_variants = register_variants
+    registry = Registry()
+    registry.add_plugin(module, "odd-plugin")
+    assert [f.plugin for f in registry.failures] == ["odd-plugin"]
+    assert "bad train_defaults" in registry.failures[0].reason and named in registry.failures[0].reason
+    assert registry.list() == []
+
+
 def test_list_filters_by_wildcard_and_unknown_names_are_explained():
     registry = get_registry()
     assert [v.name for v in registry.list("conc*")] == ["concrete"]

@@ -49,6 +49,20 @@ def test_config_mistakes_are_refused_naming_the_field(tmp_path, args, named):
     assert not (tmp_path / "run").exists(), "nothing is created for a refused config"
 
 
+def test_a_variant_trains_with_its_own_defaults_unless_told_otherwise(tmp_path):
+    from cmnist_zoo.config import TrainSettings
+    from cmnist_zoo.registry import get_variant
+
+    own = get_variant("concrete").variant.train_defaults["batch_size"]
+    assert own != TrainSettings().batch_size
+    assert training.start("concrete", TINY, {"epochs": 1}, {}, tmp_path / "own", quiet=True).settings.batch_size == own
+    told = training.start("concrete", TINY, {"epochs": 1, "batch_size": 16}, {}, tmp_path / "told", quiet=True)
+    assert told.settings.batch_size == 16
+    assert json.loads((tmp_path / "own" / CONFIG).read_text())["train"]["batch_size"] == own, "the run records it"
+    shared = training.start("vae", TINY, {"epochs": 1}, {}, tmp_path / "vae", quiet=True)
+    assert shared.settings.batch_size == TrainSettings().batch_size
+
+
 def test_config_file_is_read_and_checked(tmp_path):
     config = tmp_path / "settings.json"
     config.write_text('{"epochs": 1, "model": {"code_dim": 8, "widths": [8, 8, 8]}, "batch_sise": 3}')

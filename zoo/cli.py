@@ -75,6 +75,9 @@ def list_command(schema: bool, pattern: str):
         click.echo(f"{v.name:<{width}}  {v.variant.description}  [plugin {v.plugin}, {origin}]")
         if schema:
             click.echo(_schema_lines(v.variant.config))
+            if v.variant.train_defaults:
+                own = ", ".join(f"{k}={val!r}" for k, val in v.variant.train_defaults.items())
+                click.echo(f"    trains by default with {own} (in place of the shared defaults below)")
     if not variants:
         click.echo(f"no variant matches {pattern!r}")
     if schema:
@@ -125,7 +128,8 @@ def _schema_lines(config_class, prefix: str = "model.") -> str:
 @click.argument("variant", required=False)
 @DATA_OPTION
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training images [20].")
-@click.option("--batch-size", type=int, help="Images per step, 2 or more [64].")
+@click.option("--batch-size", type=int,
+              help="Images per step, 2 or more [64, or the variant's own, shown by `zoo list --schema`].")
 @click.option("--lr", type=float,
               help="Peak Adam learning rate [2e-3]; it falls to 0 on a cosine unless --set schedule=constant.")
 @click.option("--seed", type=int, help="Seeds the split, the weights and the batch order [0].")

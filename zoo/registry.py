@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 import pluggy
 from pydantic import BaseModel
 
+from cmnist_zoo.config import TrainSettings, ValidationError, describe_errors
 from cmnist_zoo.errors import ZooError
 from cmnist_zoo.hooks import PROJECT, ZooHooks
 from cmnist_zoo.variant import RegisteredVariant, Variant
@@ -91,6 +92,11 @@ class Registry:
             raise ZooError(f"variant {variant.name!r} of plugin {plugin!r}: config must be a pydantic model class")
         if not callable(variant.build):
             raise ZooError(f"variant {variant.name!r} of plugin {plugin!r}: build must be callable")
+        try:
+            TrainSettings.model_validate(dict(variant.train_defaults))
+        except (ValidationError, TypeError, ValueError) as exc:
+            detail = describe_errors(exc, "train_defaults") if isinstance(exc, ValidationError) else str(exc)
+            raise ZooError(f"variant {variant.name!r} of plugin {plugin!r}: bad train_defaults: {detail}") from None
         if variant.name in self.variants:
             other = self.variants[variant.name].plugin
             raise DuplicateVariantError(f"the variant name {variant.name!r} is registered by both plugin {other!r} and plugin "

@@ -195,7 +195,7 @@ def start(variant: str, data: str | None, train_values: dict[str, Any], model_va
           out: Path | None = None, quiet: bool = False) -> Trainer:
     """Validate everything, load the data, create the run directory and its config.json."""
     registered = get_variant(variant)
-    settings = validate(TrainSettings, train_values, "training settings")
+    settings = validate(TrainSettings, {**registered.variant.train_defaults, **train_values}, "training settings")
     model_config = resolve_model_config(variant, model_values)  # refuse bad settings before any slow work
     run_dir = Path(out) if out else _default_run_dir(variant)
     if (run_dir / CONFIG).exists():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pydantic import BaseModel
 
@@ -16,13 +16,15 @@ class Variant:
     """A variant as a plugin describes it.
 
     `build` receives a validated instance of `config` and returns an `Autoencoder`; it should import torch-heavy
-    modules itself so that listing variants never builds or imports a network.
+    modules itself so that listing variants never builds or imports a network. `train_defaults` are training
+    settings (batch_size, lr, ...) this variant trains best with, in place of the zoo's; a user's own win.
     """
 
     name: str
     description: str
     config: type[BaseModel]
     build: Callable[[BaseModel], "Autoencoder"]
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

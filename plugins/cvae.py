@@ -15,8 +15,10 @@ class CvaeConfig(StrictModel):
     class_dim: int = Field(32, ge=1, le=1024, description="size of the learned class embedding fed to the decoder")
     widths: ConvWidths = widths_field()
     beta: float = Field(1.0, ge=0, le=1000, description="weight of the KL term (1: the ELBO)")
-    kl_warmup: float = Field(0.0, ge=0, le=1, description="fraction of training over which the KL weight rises "
-                                                          "linearly from 0 to beta (0: no warm-up)")
+    kl_warmup: float = Field(0.0, ge=0, le=1, description="fraction of training over which the KL weight moves "
+                                                          "linearly from kl_start to beta (0: beta throughout)")
+    kl_start: float = Field(0.0, ge=0, le=1000, description="KL weight when training starts, if kl_warmup > 0 "
+                                                            "(below beta: a warm-up; above: an anneal)")
 
 
 def build(config: CvaeConfig):

@@ -41,8 +41,8 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class GaussianCodeAutoencoder(Autoencoder):
     """A diagonal Gaussian posterior over the code, a standard normal prior and Bernoulli logits out.
 
-    Subclasses provide `posterior` (mean and log-variance) and `decode`; their config has code_dim, beta and
-    kl_warmup. Validation and test losses always use the full beta.
+    Subclasses provide `posterior` (mean and log-variance) and `decode`; their config has code_dim, beta, kl_warmup
+    and kl_start. Validation and test losses always use the full beta.
     """
 
     standard_normal_prior = True
@@ -64,8 +64,11 @@ class GaussianCodeAutoencoder(Autoencoder):
         return mean + (0.5 * logvar).exp() * standard_normal(tuple(mean.shape), generator, mean)
 
     def kl_weight(self, progress: float) -> float:
-        warmup = self.config.kl_warmup
-        return self.config.beta * (min(1.0, progress / warmup) if warmup > 0 else 1.0)
+        """beta, or during the first kl_warmup of training a straight line from kl_start to it."""
+        warmup, beta = self.config.kl_warmup, self.config.beta
+        if warmup <= 0:
+            return beta
+        return self.config.kl_start + (beta - self.config.kl_start) * min(1.0, progress / warmup)
 
     def training_loss(self, images, labels, progress):
         mean, logvar = self.posterior(images, labels)

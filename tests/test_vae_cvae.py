@@ -52,6 +52,11 @@ def test_kl_warmup_rises_linearly_to_beta():
     assert float(late["kl"]) > 0
 
 
+def test_kl_start_above_beta_anneals_down_to_it():
+    model = _eval_model("cvae", kl_warmup=0.5, kl_start=1.0, beta=0.2).train()
+    assert [model.kl_weight(p) for p in (0.0, 0.25, 0.5, 0.9)] == pytest.approx([1.0, 0.6, 0.2, 0.2])
+
+
 def test_cvae_is_conditional_and_refuses_missing_labels():
     model = _eval_model("cvae")
     assert model.num_classes == 15

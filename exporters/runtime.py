@@ -95,8 +95,9 @@ def default_providers() -> list[str]:
 def cpu_threads() -> int:
     """Intra-op threads for the CPU provider: one, measured to be the better choice at both batch sizes.
 
-    benchmarks/decoder_speed.py --threads 1,2 on the 2-core machine this was written on, shared with a training run
-    (the `concrete` decoder, median ms per call; 2 threads is what onnxruntime picks there by itself):
+    Measured with the `concrete` decoder on the 2-core machine this was written on, shared with a training run
+    (median ms per call; 2 threads is what onnxruntime picks there by itself; `python -m benchmarks.inference
+    --runtimes onnx-fp32 --threads 1,2` measures it again):
         load average ~5:  batch 1: 1 thread 0.39, 2 threads 0.53;   batch 256: 1 thread 110, 2 threads 250
         load average ~9:  batch 1: 1 thread 0.63, 2 threads 0.82;   batch 256: 1 thread 349, 2 threads 687
     A second thread only waits for a core the host application (or anyone else) is using; one thread also leaves

@@ -14,11 +14,13 @@ class CvaeConfig(StrictModel):
                                                         "the character and the code the hand")
     class_dim: int = Field(32, ge=1, le=1024, description="size of the learned class embedding fed to the decoder")
     widths: ConvWidths = widths_field()
-    beta: float = Field(1.0, ge=0, le=1000, description="weight of the KL term (1: the ELBO)")
-    kl_warmup: float = Field(0.0, ge=0, le=1, description="fraction of training over which the KL weight moves "
+    beta: float = Field(0.3, ge=0, le=1000, description="weight of the KL term at the end of training (1: the "
+                                                       "ELBO; below 1 the code keeps more of the hand)")
+    kl_warmup: float = Field(0.5, ge=0, le=1, description="fraction of training over which the KL weight moves "
                                                           "linearly from kl_start to beta (0: beta throughout)")
-    kl_start: float = Field(0.0, ge=0, le=1000, description="KL weight when training starts, if kl_warmup > 0 "
-                                                            "(below beta: a warm-up; above: an anneal)")
+    kl_start: float = Field(1.0, ge=0, le=1000, description="KL weight when training starts, if kl_warmup > 0 "
+                                                            "(above beta: the decoder learns the character from the "
+                                                            "label first, while the code is expensive)")
 
 
 def build(config: CvaeConfig):

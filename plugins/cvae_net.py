@@ -5,6 +5,13 @@ in the code and ignores the class, so its prior samples are blurs of no particul
 the cheapest route to the shape: the decoder gets a learned class embedding beside the code at its input and a
 per-class scale and shift (FiLM) of the feature maps after every block, and the code is small, so its KL cost buys the
 hand (slant, size, stroke width) rather than the character, which the label gives for free.
+
+The KL schedule (plugins/cvae.py defaults) starts at weight 1 and falls to 0.3 over the first half of training: at 1
+the decoder learns to draw the character from the label while the code is dear, and the lower final weight then
+buys sharper strokes. Measured on the real data (20 epochs, writer split, seed 0; reference classifier): beta 1
+throughout gave faint samples, 27.9 % recognised as the character asked for, Fréchet distance 290; beta 0.3 or 0.1
+throughout gave sharper samples that ignore the label; this schedule 29.2 %, Fréchet distance 183, and 76 % of
+reconstructions recognised (46 % at beta 1). The target of 95 % is not reached.
 """
 
 from __future__ import annotations

@@ -93,16 +93,15 @@ def default_providers() -> list[str]:
 
 
 def cpu_threads() -> int:
-    """Intra-op threads for the CPU provider: one, measured to be the better choice at both batch sizes.
+    """Intra-op threads for the CPU provider: one, so a decoder never waits for a core its host is using.
 
-    Measured with the `concrete` decoder on the 2-core machine this was written on, shared with a training run
-    (median ms per call; 2 threads is what onnxruntime picks there by itself; `python -m benchmarks.inference
-    --runtimes onnx-fp32 --threads 1,2` measures it again):
-        load average ~5:  batch 1: 1 thread 0.39, 2 threads 0.53;   batch 256: 1 thread 110, 2 threads 250
-        load average ~9:  batch 1: 1 thread 0.63, 2 threads 0.82;   batch 256: 1 thread 349, 2 threads 687
-    A second thread only waits for a core the host application (or anyone else) is using; one thread also leaves
-    the embedding application its cores. Pass `threads=` to `Decoder` on a machine with cores to spare for large
-    batches (not measured here).
+    Measured with the `concrete` decoder on a 2-core machine (median ms per call; 2 threads is what onnxruntime
+    picks there by itself; `python -m benchmarks.inference --runtimes onnx-fp32 --threads 1,2` measures it again):
+        shared with a training run, load average ~5:  batch 1: 1 thread 0.39, 2 threads 0.53;  batch 256: 110, 250
+        shared, load average ~9:                      batch 1: 1 thread 0.63, 2 threads 0.82;  batch 256: 349, 687
+        idle (benchmarks/README.md):                  batch 1: 1 thread 0.28, 2 threads 0.24;  batch 1024: 357, 255
+    A second thread pays only on an idle machine, and then less than it loses on a busy one; one thread also leaves
+    the embedding application its cores. Pass `threads=` to `Decoder` where cores are to spare.
     """
     return 1
 

@@ -28,7 +28,8 @@ from cmnist_zoo.exporters.graphs import IMAGE_SHAPE, PARTS, fixed_batch, graph_f
 from cmnist_zoo.exporters.parity import BATCH_SIZES, TOLERANCES, InputSet, check_parity, describe_worst
 from cmnist_zoo.exporters.precision import PRECISIONS, convert
 from cmnist_zoo.exporters.runtime import (FITTED_GAUSSIAN, FORMAT, IMAGE_INPUT, LABEL_INPUT, LATENT_INPUT,
-                                          STANDARD_NORMAL, RuntimeInputError, draw_latents, open_session)
+                                          STANDARD_NORMAL, RuntimeInputError, draw_latents, first_line,
+                                          open_session)
 from cmnist_zoo.errors import NoPriorError
 from cmnist_zoo.runs import MODEL, load_run, write_json
 from cmnist_zoo.splits import make_split
@@ -307,8 +308,7 @@ def _export_parts(run, model, dataset, split, out: Path, parts: Sequence[str], p
                 graph = stamp(convert(fp32, precision, calibration), meta)
             except Exception as exc:  # onnx / onnxruntime converters: their failure is not the user's input
                 raise ZooError(f"converting the {part} to {precision} failed ({type(exc).__name__}: "
-                               f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
-                               "the other precisions may still work") from None
+                               f"{first_line(exc)}); the other precisions may still work") from None
             name, report_name, _ = file_names(part, precision)
             report = {"file": name, "part": part, "precision": precision, "variant": run.variant,
                       "run": str(run.directory), "run_sha256": run_sha256, "opset": opset,

@@ -125,10 +125,10 @@ def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind classes; all mean "cannot load this file"
-        raise RuntimeInputError(f"{path} is not an ONNX model onnxruntime can load ({_first_line(exc)})") from None
+        raise RuntimeInputError(f"{path} is not an ONNX model onnxruntime can load ({first_line(exc)})") from None
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     """An exception's first line, short enough for a one-line error message."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
@@ -246,7 +246,7 @@ class Decoder:
             (images,) = self.session.run([IMAGE_OUTPUT], feed)
         except Exception as exc:  # onnxruntime's own pybind classes: the graph refused these inputs
             raise RuntimeInputError(f"{self.path}: onnxruntime could not run the decoder on "
-                                    f"{len(latents)} latents ({_first_line(exc)})") from None
+                                    f"{len(latents)} latents ({first_line(exc)})") from None
         return images.reshape(len(latents), *self.image_shape[1:]) if self.image_shape[0] == 1 else images
 
     def prior_latents(self, n: int, seed: int | None = None) -> np.ndarray:

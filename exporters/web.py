@@ -1,8 +1,8 @@
 """`zoo export --web`: a folder of static files in which a web page draws with a run's decoder, via onnxruntime-web.
 
 The bundle holds the page (index.html, app.js, style.css, shipped in exporters/web/), the decoder as decoder.onnx
-(with its parity report, decoder.parity.json, when there is one), model.json and onnxruntime-web under ort/. Any static file server can serve it; it needs
-no Python and no network. model.json is the decoder's ONNX metadata as it is in the file: onnxruntime-web's
+(with its parity report, decoder.parity.json, when there is one), model.json and onnxruntime-web under ort/. Any
+static file server can serve it; it needs no Python and no network. model.json is the decoder's ONNX metadata as it is in the file: onnxruntime-web's
 InferenceSession exposes input and output names but not a model's metadata_props, and the page needs them (latent
 size, classes, image shape, prior).
 

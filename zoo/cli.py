@@ -278,10 +278,10 @@ def export(run_dir, out, parts, precisions, opset, batch_sizes, data, quiet, web
                                          ("--data", "data"), ("--opset", "opset"), ("--batch-sizes", "batch_sizes"))
                  if source_of(name) is click.core.ParameterSource.COMMANDLINE]
         # an exported file is copied as it is: the options of an export do not apply to it either
-        clashing = [flag for flag in given if flag in ("--out", "--parts", "--precision")] if run_dir.is_dir() \
-            else given
+        clashing = given if run_dir.is_file() else [flag for flag in given if flag in ("--out", "--parts",
+                                                                                       "--precision")]
         if clashing:
-            what = "the fp32 decoder and its page" if run_dir.is_dir() else f"the page around {run_dir} as it is"
+            what = f"the page around {run_dir} as it is" if run_dir.is_file() else "the fp32 decoder and its page"
             raise ZooError(f"--web writes {what}; {', '.join(clashing)} cannot go with it")
         bundle = export_web(run_dir, web_dir, opset, data, sizes, quiet)
         click.echo(str(bundle.folder) if quiet else f"wrote the web page to {bundle.folder} (decoder: "

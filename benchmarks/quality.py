@@ -19,7 +19,8 @@ from typing import Any
 from benchmarks.machine import describe_machine, markdown_table, write_results
 
 NAME = "quality"
-NO_PRIOR_MARK = "†"
+NO_PRIOR_MARK = "†"  # cmnist_zoo.classifier.NO_PRIOR_SAMPLER
+MIXTURE_MARK = "‡"  # cmnist_zoo.classifier.MIXTURE_SAMPLER
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,6 +101,8 @@ def model_row(report: dict[str, Any], epochs: int, obtained: str) -> dict[str, A
         "sample_accuracy": judged.get("sample_accuracy"),
         "frechet_distance": judged.get("frechet_distance"),
         "sampler": judged.get("sampler"),
+        "prior_sample_accuracy": judged.get("prior_sample_accuracy"),
+        "prior_frechet_distance": judged.get("prior_frechet_distance"),
     }
 
 
@@ -137,20 +140,30 @@ def fmt(value: Any, spec: str) -> str | None:
 
 
 def leaderboard(rows: list[dict[str, Any]]) -> str:
+    from cmnist_zoo.classifier import MIXTURE_SAMPLER, NO_PRIOR_SAMPLER
+
+    marks = {NO_PRIOR_SAMPLER: NO_PRIOR_MARK, MIXTURE_SAMPLER: MIXTURE_MARK}
     headers = ["model", "code", "epochs", "NMSE ↓", "SSIM ↑", "recognised recon. ↑", "NLL bound (nats) ↓",
                "samples recognised ↑", "Fréchet distance ↓"]
     table = []
     for row in rows:
         frechet = fmt(row.get("frechet_distance"), ".2f")
-        if frechet and row.get("sampler") not in (None, "prior"):
-            frechet += NO_PRIOR_MARK
+        accuracy = fmt(row.get("sample_accuracy"), ".1%")
+        mark = marks.get(row.get("sampler"), "")
+        if frechet and mark:
+            frechet += mark
+        if row.get("prior_frechet_distance") is not None:  # a fitted sampler: the prior's own figures beside it
+            frechet += f" (prior {row['prior_frechet_distance']:.2f})"
+            if accuracy and row.get("prior_sample_accuracy") is not None:
+                accuracy += f" (prior {row['prior_sample_accuracy']:.1%})"
         table.append([row["name"], row["code"] or None, row.get("epochs"), fmt(row["nmse"], ".4f"),
                       fmt(row["ssim"], ".4f"), fmt(row.get("reconstruction_accuracy"), ".1%"),
-                      fmt(row.get("nll"), ".1f"), fmt(row.get("sample_accuracy"), ".1%"), frechet])
+                      fmt(row.get("nll"), ".1f"), accuracy, frechet])
     return markdown_table(headers, table)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from cmnist_zoo.classifier import MIXTURE_SAMPLER, NO_PRIOR_SAMPLER
     from cmnist_zoo.errors import ZooError
     from cmnist_zoo.evaluation import evaluate_run
     from cmnist_zoo.registry import list_variants
@@ -186,8 +199,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if judged:
         notes.append(f"Reference classifier: {judged['test_accuracy']:.1%} right on the real test images; "
                      f"Fréchet distance of real training images to them: {judged['frechet_train_to_test']:.2f}.")
-    if any(r.get("sampler") not in (None, "prior") for r in rows):
+    if any(r.get("sampler") == NO_PRIOR_SAMPLER for r in rows):
         notes.append(f"{NO_PRIOR_MARK} no prior: sampled from a diagonal Gaussian fitted to the training codes.")
+    if any(r.get("sampler") == MIXTURE_SAMPLER for r in rows):
+        notes.append(f"{MIXTURE_MARK} sampled from a Gaussian mixture per character fitted to the training codes "
+                     "(in brackets: the same model sampled from its N(0, I) prior).")
     nll_keys = sorted({r["nll_key"] for r in rows if r.get("nll_key")})
     if nll_keys:
         notes.append(f"NLL bound: {', '.join(nll_keys)} from each model's own report.")

@@ -27,9 +27,9 @@ from cmnist_zoo.errors import ZooError
 from cmnist_zoo.exporters.graphs import IMAGE_SHAPE, PARTS, fixed_batch, graph_for, input_names, output_name, to_onnx
 from cmnist_zoo.exporters.parity import BATCH_SIZES, TOLERANCES, InputSet, check_parity, describe_worst
 from cmnist_zoo.exporters.precision import PRECISIONS, convert
-from cmnist_zoo.exporters.runtime import (FITTED_GAUSSIAN, FORMAT, IMAGE_INPUT, LABEL_INPUT, LATENT_INPUT,
-                                          STANDARD_NORMAL, RuntimeInputError, draw_latents, first_line,
-                                          open_session)
+from cmnist_zoo.exporters.runtime import (CLASS_MIXTURE, FITTED_GAUSSIAN, FORMAT, IMAGE_INPUT, LABEL_INPUT,
+                                          LATENT_INPUT, STANDARD_NORMAL, RuntimeInputError, draw_latents,
+                                          first_line, open_session)
 from cmnist_zoo.errors import NoPriorError
 from cmnist_zoo.runs import MODEL, load_run, write_json
 from cmnist_zoo.splits import make_split
@@ -70,9 +70,17 @@ def sha256_of(path: Path) -> str:
 
 
 def prior_metadata(run, data: str | None) -> dict[str, str]:
-    """How the runtime is to draw latents for this model: N(0, I) when that is its prior; for a model without one,
-    the diagonal Gaussian fitted to its training codes that `zoo sample` uses; else not at all ("other")."""
+    """How the runtime is to draw latents for this model: from the class mixture `zoo sample` uses, for models that
+    sample from one; N(0, I) when that is its prior; for a model without one, the diagonal Gaussian fitted to its
+    training codes that `zoo sample` uses; else not at all ("other")."""
     model = run.model
+    if model.class_mixture_components:
+        from cmnist_zoo import class_mixture
+
+        mixture, fitted_on = class_mixture.for_run(run, data)
+        return {"prior": CLASS_MIXTURE, "prior_mixture": mixture.to_json(),
+                "prior_fitted_on": f"{fitted_on} training images",
+                "prior_description": class_mixture.describe(mixture, fitted_on)}
     if model.standard_normal_prior:
         return {"prior": STANDARD_NORMAL}
     try:

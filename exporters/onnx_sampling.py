@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cmnist_zoo.errors import ZooError
-from cmnist_zoo.exporters.runtime import FITTED_GAUSSIAN, Decoder, RuntimeInputError
+from cmnist_zoo.exporters.runtime import CLASS_MIXTURE, FITTED_GAUSSIAN, Decoder, RuntimeInputError
 from cmnist_zoo.pictures import save_grid
 from cmnist_zoo.sample_grid import ROW_LENGTH, Samples, check_output, default_output, describe, parse_class
 
@@ -37,14 +37,18 @@ def sample_onnx(path: Path, n: int, label: str | None, seed: int, out: Path | No
     else:
         codes, per_row = np.full(n, code or 0), min(n, ROW_LENGTH)
     try:
-        latents = decoder.prior_latents(len(codes), seed)
-        images = decoder.decode(latents, codes if decoder.conditional else None)
+        labels = codes if decoder.conditional else None
+        latents = decoder.prior_latents(len(codes), seed, labels)
+        images = decoder.decode(latents, labels)
     except RuntimeInputError as exc:
         raise ZooError(str(exc)) from None
     note = ""
     if decoder.prior == FITTED_GAUSSIAN:
         note = (f"note: the model has no prior; sampling from a diagonal Gaussian fitted to the codes of its "
                 f"{decoder.metadata.get('prior_fitted_on', 'training images')}")
+    if decoder.prior == CLASS_MIXTURE:
+        note = (f"note: codes come from {decoder.metadata.get('prior_description', 'a fitted class mixture')}, "
+                "not from the N(0, I) prior")
     samples = Samples(images, codes, per_row, note)
     path = Path(path)
     target = Path(out) if out else path.with_name(f"{path.stem}-{default_output(path.parent, code, seed).name}")

@@ -37,8 +37,9 @@ LATENT_INPUT, LABEL_INPUT, IMAGE_INPUT = "latent", "label", "image"
 IMAGE_OUTPUT, CODE_OUTPUT = "image", "code"
 # How `sample` draws latents, as the export recorded it: from N(0, I), the prior of the zoo's generative variants;
 # from a diagonal Gaussian fitted to the codes of the training images (models without a prior, as `zoo sample`
-# does for them); or not at all (a prior of another kind, which this runtime cannot draw from).
-STANDARD_NORMAL, FITTED_GAUSSIAN = "standard_normal", "fitted_gaussian"
+# does for them); from a Gaussian mixture per class fitted to those codes (conditional models that ask for it, see
+# ClassMixture); or not at all (a prior of another kind, which this runtime cannot draw from).
+STANDARD_NORMAL, FITTED_GAUSSIAN, CLASS_MIXTURE = "standard_normal", "fitted_gaussian", "class_mixture"
 
 
 class RuntimeInputError(ValueError):
@@ -72,6 +73,68 @@ def seeded_normal(n: int, d: int, seed: int) -> np.ndarray:
     u2 = words[1::2].astype(np.float64) * 2.0 ** -53
     normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
     return normal.astype(np.float32).reshape(n, d)
+
+
+def seeded_uniform(n: int, seed: int, start: int) -> np.ndarray:
+    """Uniform float64 [n] in [0, 1) from `seed`: element i is (x >> 11) / 2**53 of splitmix64 output start + i."""
+    words = splitmix64(int(seed), np.arange(start, start + n, dtype=np.uint64)) >> np.uint64(11)
+    return words.astype(np.float64) * 2.0 ** -53
+
+
+class ClassMixture:
+    """A Gaussian mixture over the latents of each class, fitted to training codes (ex-post density estimation).
+
+    weights [C, K], means [C, K, D] and scales [C, K, D, D] (lower-triangular, the covariance's Cholesky factor) for
+    C classes with K components each. A draw of n latents for seed s, one class index c_i each, repeatable in other
+    languages: e_i = row i of seeded_normal(n, D, s); u_i = seeded_uniform(n, s, 2 * n * D), the same splitmix64
+    stream continued; the component k_i is the number of entries of the running sum of weights[c_i] that are <= u_i
+    (at most K - 1); and z_i = means[c_i, k_i] + sum over j = 0..D-1, in that order, of scales[c_i, k_i, :, j] * e_ij,
+    all in float64, then rounded to float32 (exporters/web/app.js has the JavaScript twin).
+    """
+
+    def __init__(self, weights: np.ndarray, means: np.ndarray, scales: np.ndarray):
+        self.weights = np.asarray(weights, np.float64)
+        self.means = np.asarray(means, np.float64)
+        self.scales = np.asarray(scales, np.float64)
+        classes, components = self.weights.shape
+        dim = self.means.shape[-1]
+        if self.means.shape != (classes, components, dim) or self.scales.shape != (classes, components, dim, dim):
+            raise ValueError(f"weights {list(self.weights.shape)}, means {list(self.means.shape)} and scales "
+                             f"{list(self.scales.shape)} are not [C, K], [C, K, D] and [C, K, D, D]")
+        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self.scales))
+                and np.all(self.weights >= 0) and np.allclose(self.weights.sum(1), 1.0, atol=1e-6)):
+            raise ValueError("its weights must be >= 0 and sum to 1 per class, its means and scales finite")
+
+    @property
+    def classes(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.means.shape[-1]
+
+    @classmethod
+    def from_json(cls, text: str) -> "ClassMixture":
+        fields = json.loads(text)
+        return cls(fields["weights"], fields["means"], fields["scales"])
+
+    def to_json(self) -> str:
+        return json.dumps({"weights": self.weights.tolist(), "means": self.means.tolist(),
+                           "scales": self.scales.tolist()})
+
+    def draw(self, class_indices: np.ndarray, seed: int) -> np.ndarray:
+        """Latents float32 [n, D], one for each class index (0..C-1), drawn with `seed` as the class docstring says."""
+        class_indices = np.asarray(class_indices, np.int64)
+        n, dim = len(class_indices), self.latent_dim
+        noise = seeded_normal(n, dim, seed).astype(np.float64)
+        uniform = seeded_uniform(n, seed, 2 * n * dim)
+        running = np.cumsum(self.weights, axis=1)[class_indices]  # [n, K]
+        chosen = np.minimum((running <= uniform[:, None]).sum(1), self.weights.shape[1] - 1)
+        latents = self.means[class_indices, chosen].copy()
+        scales = self.scales[class_indices, chosen]
+        for j in range(dim):
+            latents += scales[:, :, j] * noise[:, j:j + 1]
+        return latents.astype(np.float32)
 
 
 def draw_latents(n: int, latent_dim: int, seed: int | None = None) -> np.ndarray:
@@ -165,6 +228,8 @@ class Decoder:
             if self.prior == FITTED_GAUSSIAN:
                 self._prior_mean = np.array(json.loads(meta["prior_mean"]), np.float32)
                 self._prior_std = np.array(json.loads(meta["prior_std"]), np.float32)
+            if self.prior == CLASS_MIXTURE:
+                self.mixture = ClassMixture.from_json(meta["prior_mixture"])
         except (KeyError, ValueError, TypeError) as exc:
             raise RuntimeInputError(f"{self.path}: its cmnist-zoo metadata is incomplete or damaged "
                                     f"({type(exc).__name__}: {exc})") from None
@@ -194,6 +259,10 @@ class Decoder:
             for key, values in (("prior_mean", self._prior_mean), ("prior_std", self._prior_std)):
                 if values.shape != (self.latent_dim,):
                     problems.append(f"{key} has shape {list(values.shape)}, not [{self.latent_dim}] (latent_dim)")
+        if self.prior == CLASS_MIXTURE:
+            if (self.mixture.classes, self.mixture.latent_dim) != (self.num_classes, self.latent_dim):
+                problems.append(f"prior_mixture is for {self.mixture.classes} classes of {self.mixture.latent_dim} "
+                                f"latents, not {self.num_classes} of {self.latent_dim}")
         if problems:
             raise RuntimeInputError(f"{self.path}: its cmnist-zoo metadata does not match its graph: "
                                     f"{'; '.join(problems)}; export it again with `zoo export RUN_DIR`")
@@ -249,13 +318,22 @@ class Decoder:
                                     f"{len(latents)} latents ({first_line(exc)})") from None
         return images.reshape(len(latents), *self.image_shape[1:]) if self.image_shape[0] == 1 else images
 
-    def prior_latents(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n latents [n, latent_dim] from the model's prior (or the Gaussian fitted in its place), drawn with `seed`."""
+    def prior_latents(self, n: int, seed: int | None = None,
+                      labels: Iterable[int | str] | int | str | None = None) -> np.ndarray:
+        """n latents [n, latent_dim] from the model's prior (or the density fitted in its place), drawn with `seed`;
+        a class-mixture prior needs the labels the latents will be decoded with (one each, or one for all)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise RuntimeInputError(f"n must be a whole number of images, 0 or more; got {n!r}")
-        if self.prior not in (STANDARD_NORMAL, FITTED_GAUSSIAN):
+        if self.prior not in (STANDARD_NORMAL, FITTED_GAUSSIAN, CLASS_MIXTURE):
             raise RuntimeInputError(f"the {self.variant} model's prior ({self.prior}) is not one this runtime can "
                                     "draw from; decode latents of your own with decode()")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        if self.prior == CLASS_MIXTURE:
+            if labels is None:
+                raise RuntimeInputError(f"the {self.variant} model draws latents for a chosen class: give the labels "
+                                        "the latents are for")
+            return self.mixture.draw(self._label_indices(labels, int(n)), seed)
         latents = draw_latents(int(n), self.latent_dim, seed)
         if self.prior == FITTED_GAUSSIAN:
             latents = self._prior_mean + self._prior_std * latents
@@ -266,11 +344,11 @@ class Decoder:
 
         A conditional decoder without a label cycles through its classes (image i gets class i mod num_classes).
         """
-        latents = self.prior_latents(n, seed)
         if label is not None:
             labels = [label] * n
         elif self.conditional:
             labels = [self.class_codes[i % self.num_classes] for i in range(n)]
         else:
             labels = None
+        latents = self.prior_latents(n, seed, labels if self.prior == CLASS_MIXTURE else None)
         return to_uint8(self.decode(latents, labels))

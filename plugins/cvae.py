@@ -21,6 +21,10 @@ class CvaeConfig(StrictModel):
     kl_start: float = Field(1.0, ge=0, le=1000, description="KL weight when training starts, if kl_warmup > 0 "
                                                             "(above beta: the decoder learns the character from the "
                                                             "label first, while the code is expensive)")
+    sample_components: int = Field(20, ge=0, le=256, description="Gaussian components per character of the density "
+                                                                 "fitted to the training codes after training, "
+                                                                 "which samples are drawn from (0: the N(0, I) "
+                                                                 "prior)")
 
 
 def build(config: CvaeConfig):

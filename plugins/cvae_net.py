@@ -66,6 +66,7 @@ class ConditionalVAE(GaussianCodeAutoencoder):
 
     def __init__(self, config):
         super().__init__(config)
+        self.class_mixture_components = config.sample_components
         widths = tuple(config.widths)
         self.features = conv_encoder(widths)
         self.head = nn.Linear(feature_size(widths) + NUM_CLASSES, 2 * config.code_dim)

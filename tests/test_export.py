@@ -98,7 +98,9 @@ def test_metadata_holds_what_the_runtime_needs(exported):
             assert json.loads(meta["class_codes"]) == list(CODES)
             assert json.loads(meta["class_characters"]) == list(CHARACTERS)
         if result.part == "decoder":
-            assert meta["prior"] in ("standard_normal", "fitted_gaussian")
+            expected = ("class_mixture" if model.class_mixture_components else
+                        "standard_normal" if model.standard_normal_prior else "fitted_gaussian")
+            assert meta["prior"] == expected
 
 
 def test_the_graphs_run_at_a_batch_size_never_tried(exported):

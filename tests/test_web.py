@@ -29,7 +29,7 @@ from cmnist_zoo.cli import cli
 from cmnist_zoo.errors import ZooError
 from cmnist_zoo.exporters import web
 from cmnist_zoo.exporters.export import export_run
-from cmnist_zoo.exporters.runtime import FORMAT, Decoder, draw_latents, seeded_normal, splitmix64
+from cmnist_zoo.exporters.runtime import FORMAT, ClassMixture, Decoder, draw_latents, seeded_normal, splitmix64
 
 from conftest import assert_clean_failure
 
@@ -66,7 +66,7 @@ def artefacts(tmp_path: Path) -> Path:
     return folder
 
 
-def handmade_decoder(path: Path, conditional: bool, fitted: bool, latent_dim: int = 6) -> Path:
+def handmade_decoder(path: Path, conditional: bool, prior: str = "standard_normal", latent_dim: int = 6) -> Path:
     """A third party's decoder: sigmoid(latent @ W (+ a per-class image)), with weights large enough that every
     latent coordinate and the class move the pixels a lot, so a wrong latent or label cannot pass for a right one."""
     rng = np.random.default_rng(11)
@@ -90,11 +90,17 @@ def handmade_decoder(path: Path, conditional: bool, fitted: bool, latent_dim: in
     meta = {"format": FORMAT, "part": "decoder", "precision": "fp32", "variant": "handmade",
             "latent_dim": str(latent_dim), "num_classes": str(15 if conditional else 0),
             "image_shape": "[1, 64, 64]", "inputs": json.dumps([i.name for i in inputs]), "output": "image",
-            "prior": "fitted_gaussian" if fitted else "standard_normal"}
+            "prior": prior}
     if conditional:
         meta["class_codes"] = json.dumps(list(CODES))
         meta["class_characters"] = json.dumps(list(CHARACTERS), ensure_ascii=False)
-    if fitted:
+    if prior == "class_mixture":  # three components per class, unequal weights, correlated latents
+        weights = rng.uniform(0.2, 1, (15, 3))
+        scales = np.tril(rng.normal(0, 0.5, (15, 3, latent_dim, latent_dim)))
+        mixture = ClassMixture(weights / weights.sum(1, keepdims=True), rng.normal(0, 1.5, (15, 3, latent_dim)),
+                               scales)
+        meta["prior_mixture"] = mixture.to_json()
+    if prior == "fitted_gaussian":
         meta["prior_mean"] = json.dumps(rng.normal(0, 1, latent_dim).round(3).tolist())
         meta["prior_std"] = json.dumps(rng.uniform(0.2, 2, latent_dim).round(3).tolist())
     helper.set_model_props(model, meta)
@@ -171,10 +177,11 @@ def bundle_of(source: Path, out: Path, *extra) -> Path:
     return out
 
 
-@pytest.mark.parametrize("conditional, fitted", [(True, False), (False, True)],
-                         ids=["conditional-standard-normal", "unconditional-fitted-gaussian"])
-def test_the_page_draws_the_python_runtimes_images_for_the_same_seed(browser, tmp_path, conditional, fitted):
-    path = handmade_decoder(tmp_path / "third-party.onnx", conditional, fitted)
+@pytest.mark.parametrize("conditional, prior", [(True, "standard_normal"), (False, "fitted_gaussian"),
+                                               (True, "class_mixture")],
+                         ids=["conditional-standard-normal", "unconditional-fitted-gaussian", "class-mixture"])
+def test_the_page_draws_the_python_runtimes_images_for_the_same_seed(browser, tmp_path, conditional, prior):
+    path = handmade_decoder(tmp_path / "third-party.onnx", conditional, prior)
     bundle = bundle_of(path, tmp_path / "bundle")
     decoder = Decoder(bundle / "decoder.onnx")
     character = "七" if conditional else None
@@ -182,14 +189,14 @@ def test_the_page_draws_the_python_runtimes_images_for_the_same_seed(browser, tm
     with opened(browser, bundle) as (page, errors, _, _):
         assert page.evaluate("zoo.state") == "ready", page.evaluate("zoo.error")
         got = draw(page, 7, character)
-        expected = decoder.decode(decoder.prior_latents(GRID, seed=7), labels)
+        expected = decoder.decode(decoder.prior_latents(GRID, seed=7, labels=labels), labels)
         assert expected.std() > 0.2, "the handmade decoder must draw images that tell latents apart"
         assert np.abs(got - expected).max() <= 1 / 255
-        other_seed = decoder.decode(decoder.prior_latents(GRID, seed=8), labels)
+        other_seed = decoder.decode(decoder.prior_latents(GRID, seed=8, labels=labels), labels)
         assert np.abs(got - other_seed).max() > 0.5
 
         # The sliders start at the first image's latent (within their range) and move its first coordinates.
-        first = decoder.prior_latents(GRID, seed=7)[:1]
+        first = decoder.prior_latents(GRID, seed=7, labels=labels)[:1]
         sliders = "[...document.querySelectorAll('#sliders input')].map(s => Number(s.value))"
         np.testing.assert_allclose(page.evaluate(sliders), first[0, :4], atol=1e-6)
         before = page.evaluate("zoo.decodes.moved")
@@ -208,7 +215,7 @@ def test_the_page_draws_the_python_runtimes_images_for_the_same_seed(browser, tm
         before = page.evaluate("zoo.decodes.between")
         page.click("#interpolate")
         idle(page, f"zoo.decodes.between > {before}")
-        ends = decoder.prior_latents(GRID, seed=7).astype(np.float64)[[2, 4]]
+        ends = decoder.prior_latents(GRID, seed=7, labels=labels).astype(np.float64)[[2, 4]]
         steps = np.arange(10)[:, None] / 9
         between = decoder.decode((ends[0] + steps * (ends[1] - ends[0])).astype(np.float32),
                                  labels[:10] if labels else None)
@@ -218,7 +225,7 @@ def test_the_page_draws_the_python_runtimes_images_for_the_same_seed(browser, tm
 
 
 def test_the_pages_seeded_normal_is_the_python_runtimes(browser, tmp_path):
-    bundle = bundle_of(handmade_decoder(tmp_path / "d.onnx", True, False), tmp_path / "bundle")
+    bundle = bundle_of(handmade_decoder(tmp_path / "d.onnx", True), tmp_path / "bundle")
     with opened(browser, bundle) as (page, _, _, _):
         for seed in (0, 12345, 2**53 - 1):
             got = np.array(page.evaluate(f"Array.from(zoo.seededNormal(64, 9, {seed}))"), np.float32)
@@ -255,7 +262,8 @@ def test_zoo_export_web_of_a_run_gives_a_page_that_loads_cleanly(browser, cvae_r
         assert page.locator("#character option").count() == 15
         got = draw(page, 3, "五")
         decoder = Decoder(bundle / "decoder.onnx")
-        expected = decoder.decode(decoder.prior_latents(GRID, seed=3), ["五"] * GRID)
+        assert metadata["prior"] == "class_mixture" and "not from the N(0, I) prior" in info
+        expected = decoder.decode(decoder.prior_latents(GRID, seed=3, labels="五"), ["五"] * GRID)
         assert np.abs(got - expected).max() <= 1 / 255
         assert "16 images decoded in" in page.inner_text("#grid-time")
         shot = artefacts(tmp_path) / "web-page-cvae.png"
@@ -268,7 +276,7 @@ def test_zoo_export_web_of_a_run_gives_a_page_that_loads_cleanly(browser, cvae_r
 @pytest.mark.parametrize("damage, message", [("delete", "decoder.onnx (the decoder) is missing"),
                                              ("garbage", "decoder.onnx could not be loaded")])
 def test_a_bundle_without_a_loadable_model_says_so(browser, tmp_path, damage, message):
-    bundle = bundle_of(handmade_decoder(tmp_path / "d.onnx", True, False), tmp_path / "bundle")
+    bundle = bundle_of(handmade_decoder(tmp_path / "d.onnx", True), tmp_path / "bundle")
     if damage == "delete":
         (bundle / "decoder.onnx").unlink()
     else:
@@ -315,7 +323,7 @@ def test_a_file_that_is_not_a_zoo_decoder_gets_one_clear_error(ort_web, tmp_path
     text = tmp_path / "notes.onnx"
     text.write_text("not a model")
     plain = tmp_path / "plain.onnx"
-    model = onnx.load_from_string(onnx.load(str(handmade_decoder(tmp_path / "d.onnx", False, False)))
+    model = onnx.load_from_string(onnx.load(str(handmade_decoder(tmp_path / "d.onnx", False)))
                                   .SerializeToString())
     del model.metadata_props[:]
     onnx.save(model, str(plain))
@@ -333,7 +341,7 @@ def test_without_onnxruntime_web_the_error_gives_the_npm_command(tmp_path, monke
     monkeypatch.setattr(web, "REPOSITORY_WEB", tmp_path / "web")
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "package-lock.json").write_text("{}")
-    result = zoo("export", handmade_decoder(tmp_path / "d.onnx", True, False), "--web", tmp_path / "bundle")
+    result = zoo("export", handmade_decoder(tmp_path / "d.onnx", True), "--web", tmp_path / "bundle")
     assert_clean_failure(result, f"run `npm ci --prefix {tmp_path / 'web'}`")
     assert result.output.count("\n") == 1
     monkeypatch.setenv(web.ORT_DIR_ENV, str(tmp_path))
@@ -346,7 +354,7 @@ def test_web_takes_no_options_of_the_other_exports(tmp_path):
     result = zoo("export", tmp_path / "some-run", "--web", tmp_path / "bundle", "--precision", "int8", "--parts",
                  "decoder")
     assert_clean_failure(result, "--parts, --precision cannot go with it")
-    decoder = handmade_decoder(tmp_path / "d.onnx", True, False)
+    decoder = handmade_decoder(tmp_path / "d.onnx", True)
     result = zoo("export", decoder, "--web", tmp_path / "bundle", "--opset", "17", "--batch-sizes", "1,3")
     assert_clean_failure(result, f"the page around {decoder} as it is; --opset, --batch-sizes cannot go with it")
     assert not (tmp_path / "bundle").exists()

@@ -275,18 +275,23 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 NO_PRIOR_SAMPLER = "diagonal Gaussian fitted to the training codes, as the model has no prior"
+MIXTURE_SAMPLER = "Gaussian mixture per character fitted to the training codes"
 
 
 @torch.no_grad()
-def draw_samples(model, labels: np.ndarray, seed: int = 0, fit_prior=None, batch: int = EVAL_BATCH
-                 ) -> tuple[np.ndarray, str]:
+def draw_samples(model, labels: np.ndarray, seed: int = 0, fit_prior=None, batch: int = EVAL_BATCH,
+                 mixture=None) -> tuple[np.ndarray, str]:
     """Images [N, 64, 64] in [0, 1], one per label (used by conditional models only), and where their codes came
-    from: the model's prior, or for a model without one the Gaussian `fit_prior()` returns, as `zoo sample` does
-    (see cmnist_zoo.sampling); without `fit_prior` such a model raises NoPriorError."""
+    from: `mixture` (a fitted ClassMixture) when given, else the model's prior, or for a model without one the
+    Gaussian `fit_prior()` returns, as `zoo sample` does (see cmnist_zoo.sampling); without `fit_prior` such a model
+    raises NoPriorError."""
     from cmnist_zoo.sampling import prior_codes
 
-    codes, fitted = prior_codes(model, len(labels), seed, fit_prior)
-    sampler = "prior" if fitted is None else NO_PRIOR_SAMPLER
+    if mixture is not None:
+        codes, sampler = torch.from_numpy(mixture.draw(labels, seed)), MIXTURE_SAMPLER
+    else:
+        codes, fitted = prior_codes(model, len(labels), seed, fit_prior)
+        sampler = "prior" if fitted is None else NO_PRIOR_SAMPLER
     out = []
     for start in range(0, len(labels), batch):
         wanted = torch.from_numpy(labels[start:start + batch]) if model.num_classes else None
@@ -295,12 +300,13 @@ def draw_samples(model, labels: np.ndarray, seed: int = 0, fit_prior=None, batch
 
 
 def judge_model(reference: ReferenceClassifier, model, test_images: np.ndarray, test_labels: np.ndarray,
-                reconstructions: dict[str, np.ndarray], fit_prior=None) -> dict[str, float | int | str]:
+                reconstructions: dict[str, np.ndarray], fit_prior=None, mixture=None) -> dict[str, float | int | str]:
     """The classifier's figures for one model: its own accuracy on the real test images, how much of each set of
     reconstructions it still recognises, and for the model's samples (as many as test images, drawn for the test
     labels so conditional models show the same mix of characters) the Fréchet distance to the test images and, for
     conditional models, the share recognised as the character asked for. Models without a prior are sampled through
-    `fit_prior` (see draw_samples), and skipped without it."""
+    `fit_prior` (see draw_samples), and skipped without it. Samples come from `mixture` when given; the prior's own
+    samples are then judged too, under "prior_" keys, to show what the fit buys."""
     from cmnist_zoo.errors import NoPriorError
 
     predictions, real_features = reference.embed(test_images)
@@ -312,15 +318,24 @@ def judge_model(reference: ReferenceClassifier, model, test_images: np.ndarray, 
     for name, images in reconstructions.items():
         figures[f"{name}_accuracy"] = reference.accuracy(images, test_labels)
     try:
-        samples, sampler = draw_samples(model, test_labels, fit_prior=fit_prior)
+        samples, sampler = draw_samples(model, test_labels, fit_prior=fit_prior, mixture=mixture)
     except NoPriorError as exc:
         figures["samples"] = f"none ({exc})"
         return figures
-    sample_predictions, sample_features = reference.embed(samples)
     figures["samples"] = len(samples)
     figures["sampler"] = sampler
-    if model.num_classes:
-        figures["sample_accuracy"] = float(np.mean(sample_predictions == test_labels))
-    figures["frechet_distance"] = frechet_distance(sample_features, real_features)
+    figures.update(_judge_samples(reference, model, samples, test_labels, real_features))
     figures["frechet_train_to_test"] = float(reference.metadata["frechet_train_to_test"])
+    if mixture is not None and model.standard_normal_prior:
+        from_prior, _ = draw_samples(model, test_labels)
+        judged = _judge_samples(reference, model, from_prior, test_labels, real_features)
+        figures.update({f"prior_{key}": value for key, value in judged.items()})
+    return figures
+
+
+def _judge_samples(reference: ReferenceClassifier, model, samples: np.ndarray, labels: np.ndarray,
+                   real_features: np.ndarray) -> dict[str, float]:
+    predictions, features = reference.embed(samples)
+    figures = {"sample_accuracy": float(np.mean(predictions == labels))} if model.num_classes else {}
+    figures["frechet_distance"] = frechet_distance(features, real_features)
     return figures

@@ -80,12 +80,14 @@ def evaluate_run(run_dir: Path, data: str | None = None, quiet: bool = False, cl
     }
     if classifier:
         from cmnist_zoo.classifier import get_classifier, judge_model
-        from cmnist_zoo.sampling import fit_training_codes
+        from cmnist_zoo.sampling import fit_training_codes, run_mixture
 
         reference = get_classifier(dataset, split, quiet=quiet)
         judged = {"reconstruction": reconstructions, f"pca_{k}": pca_reconstructions, "all_black": np.zeros_like(test)}
+        mixture, _ = run_mixture(run, data, dataset, split)
         report["classifier"] = judge_model(reference, run.model, dataset.images[split.test],
-                                           dataset.labels[split.test], judged, lambda: fit_training_codes(run, data))
+                                           dataset.labels[split.test], judged, lambda: fit_training_codes(run, data),
+                                           mixture)
     write_json(Path(run_dir) / EVAL, report)
     return report
 
@@ -109,7 +111,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _classifier_lines(figures: dict[str, Any]) -> list[str]:
     recognised = ", ".join(f"{key[:-len('_accuracy')].replace('_', ' ').replace('pca ', 'PCA-')} {value:.1%}"
                            for key, value in figures.items()
-                           if key.endswith("_accuracy") and key not in {"test_accuracy", "sample_accuracy"})
+                           if key.endswith("_accuracy") and key != "test_accuracy" and not key.endswith("sample_accuracy"))
     lines = [f"reference classifier (trained on {figures['trained_on_images']} images of the training writers): "
              f"{figures['test_accuracy']:.1%} right on the real test images",
              f"recognised by it: {recognised}"]
@@ -118,5 +120,10 @@ def _classifier_lines(figures: dict[str, Any]) -> list[str]:
     asked = (f"{figures['sample_accuracy']:.1%} recognised as the character asked for; "
              if "sample_accuracy" in figures else "")
     sampler = "" if figures["sampler"] == "prior" else f"; {figures['sampler']}"
-    return lines + [f"samples ({figures['samples']}{sampler}): {asked}Fréchet distance to the test images "
-                    f"{figures['frechet_distance']:.2f} (training images: {figures['frechet_train_to_test']:.2f})"]
+    lines.append(f"samples ({figures['samples']}{sampler}): {asked}Fréchet distance to the test images "
+                 f"{figures['frechet_distance']:.2f} (training images: {figures['frechet_train_to_test']:.2f})")
+    if "prior_frechet_distance" in figures:
+        asked = (f"{figures['prior_sample_accuracy']:.1%} recognised; " if "prior_sample_accuracy" in figures else "")
+        lines.append(f"samples from the N(0, I) prior instead, for comparison: {asked}Fréchet distance "
+                     f"{figures['prior_frechet_distance']:.2f}")
+    return lines

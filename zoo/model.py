@@ -20,6 +20,10 @@ class Autoencoder(nn.Module):
     # True when the prior is N(0, I): the zoo then draws the codes itself, with the seeded generator that the ONNX
     # runtime and the web page share, so one seed gives the same images everywhere.
     standard_normal_prior: bool = False
+    # Above 0 (conditional models only): `zoo sample`, evaluation and exports draw codes from a Gaussian mixture with
+    # this many components per class, fitted to the training codes after training (cmnist_zoo.class_mixture), in place
+    # of the prior.
+    class_mixture_components: int = 0
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The code of each image; for probabilistic encoders the mean, never a random draw."""

@@ -136,8 +136,11 @@ def write_run_pictures(run_dir: Path, dataset, split) -> None:
     save_loss_curves(run_dir / LOSS, read_metrics(run_dir))
     codes = _encode_all(model, dataset, split.test)
     save_code_map(run_dir / CODE_MAP, codes, dataset.codes[split.test], f"{run.variant}: test codes")
+    from cmnist_zoo.sampling import run_mixture
+
+    mixture, _ = run_mixture(run, dataset=dataset, split=split)
     try:
-        write_sample_pictures(run_dir, model, run.variant, dataset, split, codes)
+        write_sample_pictures(run_dir, model, run.variant, dataset, split, codes, mixture)
     except NoPriorError:
         pass  # deterministic autoencoders have nothing to sample
 
@@ -160,15 +163,18 @@ def interpolation_ends(dataset, indices: np.ndarray) -> tuple[int, int]:
     return first, len(indices) // 2
 
 
-def write_sample_pictures(run_dir: Path, model, variant: str, dataset, split, codes: np.ndarray) -> None:
-    """For models with a prior: a grid of new samples (a row per character when conditional) and an interpolation
-    between the codes of two test images. Raises NoPriorError for models without a prior."""
+def write_sample_pictures(run_dir: Path, model, variant: str, dataset, split, codes: np.ndarray,
+                          mixture=None) -> None:
+    """For models with a prior: a grid of new samples (a row per character when conditional; from `mixture`, a fitted
+    ClassMixture, when given) and an interpolation between the codes of two test images. Raises NoPriorError for
+    models without a prior."""
     import torch
 
     from cmnist_zoo.sampling import draw
 
-    samples = draw(model, 10 if model.num_classes else 60, None, seed=0)
-    save_grid(run_dir / SAMPLES, samples.images, samples.per_row, f"{variant}: samples from the prior",
+    samples = draw(model, 10 if model.num_classes else 60, None, seed=0, mixture=mixture)
+    source = "the prior" if mixture is None else "the fitted class mixture"
+    save_grid(run_dir / SAMPLES, samples.images, samples.per_row, f"{variant}: samples from {source}",
               samples.row_titles())
     ia, ib = interpolation_ends(dataset, split.test)
     a, b = split.test[ia], split.test[ib]

@@ -85,8 +85,49 @@ function parseModel(meta) {
     codes: json("class_codes", []), characters: json("class_characters", []),
     prior: meta.prior || "none",
     priorMean: Float32Array.from(json("prior_mean", [])), priorStd: Float32Array.from(json("prior_std", [])),
+    mixture: json("prior_mixture", null), priorDescription: meta.prior_description || "",
     output: meta.output || "image",
   };
+}
+
+// The twin of ClassMixture.draw in exporters/runtime.py: n latents of class index c for a seed. The noise is
+// seededNormal's; the component comes from the same splitmix64 stream continued (output 2nd + i for image i), and
+// the latent is the component's mean plus its Cholesky factor times the noise, summed in float64 in column order.
+function mixtureLatents(n, seed, c) {
+  const d = model.latentDim, noise = seededNormal(n, d, seed), start = BigInt.asUintN(64, BigInt(seed));
+  const weights = model.mixture.weights[c], means = model.mixture.means[c], scales = model.mixture.scales[c];
+  const out = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    const u = Number(splitmix64(start, BigInt(2 * n * d + i)) >> 11n) * 2 ** -53;
+    let running = 0, below = 0;
+    for (const weight of weights) {
+      running += weight;
+      if (running <= u) below += 1;
+    }
+    const k = Math.min(below, weights.length - 1);
+    for (let r = 0; r < d; r++) {
+      let z = means[k][r];
+      for (let j = 0; j < d; j++) z += scales[k][r][j] * noise[i * d + j];
+      out[i * d + r] = z;
+    }
+  }
+  return out;
+}
+
+// Per-latent mean and deviation of the mixture over all classes (equally weighted), for the sliders' ranges.
+function mixtureMoments() {
+  const d = model.latentDim, {weights, means, scales} = model.mixture, classes = weights.length;
+  const mean = new Float64Array(d), square = new Float64Array(d);
+  for (let c = 0; c < classes; c++) {
+    weights[c].forEach((w, k) => {
+      for (let r = 0; r < d; r++) {
+        const variance = scales[c][k][r].reduce((sum, s) => sum + s * s, 0);
+        mean[r] += (w * means[c][k][r]) / classes;
+        square[r] += (w * (variance + means[c][k][r] ** 2)) / classes;
+      }
+    });
+  }
+  return [Float32Array.from(mean), Float32Array.from(square, (s, r) => Math.sqrt(Math.max(s - mean[r] ** 2, 0)))];
 }
 
 async function webgpuAdapter() {
@@ -112,8 +153,10 @@ async function openSession(bytes) {
   return [await ort.InferenceSession.create(bytes, {executionProviders: ["wasm"]}), "WebAssembly"];
 }
 
-// The prior's latents for a seed, as Decoder.prior_latents draws them (float32 arithmetic throughout).
+// The prior's latents for a seed, as Decoder.prior_latents draws them (float32 arithmetic throughout, but for a
+// class mixture, which draws for the character chosen).
 function priorLatents(n, seed) {
+  if (model.prior === "class_mixture") return mixtureLatents(n, seed, Number($("character").value || 0));
   const d = model.latentDim, z = seededNormal(n, d, seed);
   if (model.prior === "fitted_gaussian") {
     for (let k = 0; k < z.length; k++) z[k] = model.priorMean[k % d] + Math.fround(model.priorStd[k % d] * z[k]);
@@ -232,11 +275,13 @@ function buildControls() {
   } else {
     $("character-field").hidden = true;
   }
+  if (model.prior === "class_mixture") [model.priorMean, model.priorStd] = mixtureMoments();
   const sliders = $("sliders");
   for (let i = 0; i < Math.min(SLIDERS, model.latentDim); i++) {
     const label = document.createElement("label");
     label.textContent = `latent ${i + 1} `;
-    const fitted = model.prior === "fitted_gaussian";  // its sliders span the Gaussian's own +-3 deviations
+    // A fitted density's sliders span its own +-3 deviations.
+    const fitted = model.prior === "fitted_gaussian" || model.prior === "class_mixture";
     const centre = fitted ? model.priorMean[i] : 0, spread = SLIDER_RANGE * (fitted ? model.priorStd[i] : 1);
     const slider = Object.assign(document.createElement("input"), {
       type: "range", id: `slider-${i}`, min: centre - spread, max: centre + spread, step: "any", value: centre,
@@ -277,14 +322,17 @@ async function start() {
     fail(error.message);
     return;
   }
-  if (model.prior !== "standard_normal" && model.prior !== "fitted_gaussian") {
+  if (!["standard_normal", "fitted_gaussian", "class_mixture"].includes(model.prior)) {
     fail(`The ${model.variant} model's prior (${model.prior}) is not one this page can draw latents from.`);
     return;
   }
   $("backend").textContent = zoo.backend;
   const classes = model.numClasses > 0 ? `, ${model.numClasses} characters` : "";
-  const fitted = model.prior === "fitted_gaussian" ? "; it has no prior, so latents come from a Gaussian fitted " +
-                                                     "to its training codes" : "";
+  const fitted = {
+    fitted_gaussian: "; it has no prior, so latents come from a Gaussian fitted to its training codes",
+    class_mixture: `; latents come from ${model.priorDescription || "a Gaussian mixture per character fitted to " +
+                                          "its training codes"}, not from the N(0, I) prior`,
+  }[model.prior] || "";
   $("model-info").textContent = `A ${model.variant} decoder (${model.precision}${model.run ? `, run ${model.run}` : ""})` +
                                 `: latent size ${model.latentDim}${classes}${fitted}.`;
   buildControls();

@@ -8,7 +8,6 @@ export; when parity is what failed, its figures are kept as PART[.PRECISION].par
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from cmnist_zoo.exporters.runtime import (CLASS_MIXTURE, FITTED_GAUSSIAN, FORMAT
                                           LATENT_INPUT, STANDARD_NORMAL, RuntimeInputError, draw_latents,
                                           first_line, open_session)
 from cmnist_zoo.errors import NoPriorError
-from cmnist_zoo.runs import MODEL, load_run, write_json
+from cmnist_zoo.runs import MODEL, load_run, sha256_of, write_json
 from cmnist_zoo.splits import make_split
 from cmnist_zoo.training import load_run_data
 
@@ -59,14 +58,6 @@ def file_names(part: str, precision: str) -> tuple[str, str, str]:
     """The graph, its report and its report after a failure: decoder.onnx, decoder.int8.onnx, ..."""
     stem = part if precision == "fp32" else f"{part}.{precision}"
     return f"{stem}.onnx", f"{stem}.parity.json", f"{stem}.parity-failed.json"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prior_metadata(run, data: str | None) -> dict[str, str]:

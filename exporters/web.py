@@ -76,7 +76,7 @@ def open_decoder(path: Path) -> Decoder:
 def _reusable_export(run_dir: Path, opset: int, batch_sizes: Sequence[int]) -> Path | None:
     """RUN_DIR/export/decoder.onnx when it passed its parity check for the run's present weights, the same opset and
     at least the batch sizes asked for; None otherwise."""
-    from cmnist_zoo.exporters.export import sha256_of
+    from cmnist_zoo.runs import sha256_of
     from cmnist_zoo.runs import MODEL
 
     decoder, report_path = run_dir / "export" / DECODER, run_dir / "export" / DECODER_REPORT

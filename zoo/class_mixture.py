@@ -13,7 +13,6 @@ ONNX runtime and the web page draw the same latents for the same seed.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from cmnist_zoo.exporters.runtime import ClassMixture
-from cmnist_zoo.runs import MODEL, atomic_write
+from cmnist_zoo.runs import MODEL, atomic_write, sha256_of
 
 PRIOR_FILE = "prior.safetensors"
 FORMAT = "cmnist-zoo-class-mixture/1"
@@ -66,14 +65,6 @@ def describe(mixture: ClassMixture, fitted_on: int | str) -> str:
             f"{fitted_on} training images")
 
 
-def weights_digest(run_dir: Path) -> str:
-    digest = hashlib.sha256()
-    with open(Path(run_dir) / MODEL, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load(run_dir: Path) -> tuple[ClassMixture, str] | None:
     """The mixture kept for the run's present weights and what it was fitted on, or None (none kept, kept for
     other weights, or damaged)."""
@@ -84,7 +75,7 @@ def load(run_dir: Path) -> tuple[ClassMixture, str] | None:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in ("weights", "means", "scales")}
-        if meta.get("format") != FORMAT or meta.get("model_sha256") != weights_digest(run_dir):
+        if meta.get("format") != FORMAT or meta.get("model_sha256") != sha256_of(Path(run_dir) / MODEL):
             return None
         return ClassMixture(arrays["weights"], arrays["means"], arrays["scales"]), meta.get("fitted_on", "?")
     except (SafetensorError, OSError, ValueError, KeyError):
@@ -94,7 +85,7 @@ def load(run_dir: Path) -> tuple[ClassMixture, str] | None:
 def save(run_dir: Path, mixture: ClassMixture, fitted_on: int) -> None:
     """Keep the fit beside the weights; a run folder that cannot be written only costs a refit next time."""
     arrays = {"weights": mixture.weights, "means": mixture.means, "scales": mixture.scales}
-    meta = {"format": FORMAT, "model_sha256": weights_digest(run_dir), "fitted_on": str(fitted_on)}
+    meta = {"format": FORMAT, "model_sha256": sha256_of(Path(run_dir) / MODEL), "fitted_on": str(fitted_on)}
     try:
         atomic_write(Path(run_dir) / PRIOR_FILE, lambda p: save_file(arrays, str(p), metadata=meta))
     except OSError as exc:

@@ -5,6 +5,7 @@ Weights and checkpoints are safetensors (never pickles); settings and metrics ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks: it names the weights an export or a fitted prior belongs to."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: Path, data: Any) -> None:
